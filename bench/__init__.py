@@ -1,0 +1,1 @@
+"""Benchmarks for ccswitch, run as modules (``python -m bench.media``), loopback only."""

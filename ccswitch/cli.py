@@ -1,0 +1,240 @@
+"""The ``ccswitch`` command line: run the switch, check a configuration, hash a password.
+
+Why this module exists: operators meet the switch here first, so every mistake they can
+make on the command line or in the file is one line on stderr and exit code 2, never a
+traceback, and a running switch stops cleanly on Ctrl-C or SIGTERM with exit code 0.
+It only turns arguments into a validated :class:`~ccswitch.config.Config`, sets up
+logging and runs :func:`ccswitch.app.serve` on uvloop; the switch is wired in
+:mod:`ccswitch.app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
+
+import click
+import uvloop
+
+from ccswitch import __version__
+from ccswitch.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    check_value,
+    load_config,
+    render_config,
+)
+from ccswitch.logs import setup_logging
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+# Exit codes. 2 is what click uses for usage errors: a bad file or option is the
+# invocation's fault, like a bad flag.
+EXIT_OK = 0
+EXIT_RUNTIME_ERROR = 1
+EXIT_CONFIG_ERROR = 2
+
+# The signals that stop ``serve`` cleanly.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+Serve = Callable[[Config], Coroutine[Any, Any, None]]
+
+_CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 88}
+
+
+def _fail(error: ConfigError | str) -> NoReturn:
+    """Print one line to stderr and leave with the configuration exit code."""
+    click.echo(str(error), err=True)
+    raise SystemExit(EXIT_CONFIG_ERROR)
+
+
+def _load(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        _fail(error)
+
+
+@click.group(context_settings=_CONTEXT)
+@click.version_option(__version__, "--version", "-V", prog_name="ccswitch")
+def main() -> None:
+    """ccswitch is a contact-centre softswitch written in Python: a SIP registrar
+    and back-to-back user agent (RFC 3261) for phones on UDP, TCP and TLS, an RTP
+    media engine (RFC 3550) with G.711 and DTMF, and on top of them IVR
+    menus and queues that hand callers to agents (ACD). Everything is set in one TOML
+    file; without one, `ccswitch serve` runs a demo on 127.0.0.1:5060 with users
+    1001-1010 (passwords demo1001-demo1010).
+    """
+
+
+@main.command(context_settings=_CONTEXT)
+@click.option(
+    "--config",
+    "-c",
+    "config_file",
+    metavar="FILE",
+    help="Configuration file (TOML). Default: the built-in demo.",
+)
+@click.option(
+    "--listen", metavar="HOST:PORT", help="Override sip.listen (UDP and TCP)."
+)
+@click.option("--rtp-ports", metavar="LOW-HIGH", help="Override rtp.ports.")
+@click.option("--db", metavar="PATH", help="Override store.path (SQLite file).")
+@click.option(
+    "--log-level",
+    metavar="LEVEL",
+    help="Override log.level: DEBUG, INFO, WARNING, ERROR or CRITICAL.",
+)
+@click.option(
+    "--sip-trace",
+    metavar="FILE",
+    help='Write every SIP message to FILE (override sip.trace_file; "" for none).',
+)
+def serve(
+    config_file: str | None,
+    listen: str | None,
+    rtp_ports: str | None,
+    db: str | None,
+    log_level: str | None,
+    sip_trace: str | None,
+) -> None:
+    """Run the switch until Ctrl-C or SIGTERM.
+
+    The configuration is checked completely before anything binds; a problem is
+    reported as one line and exit code 2. Options override their keys in the file.
+    """
+    config = _load(config_file)
+    try:
+        config = apply_overrides(
+            config,
+            listen=listen,
+            rtp_ports=rtp_ports,
+            db=db,
+            log_level=log_level,
+            trace_file=sip_trace,
+        )
+    except ConfigError as error:
+        _fail(error)
+    try:
+        setup_logging(config.log.level, config.sip.trace_file)
+    except OSError as error:
+        _fail(f"{config.sip.trace_file}: cannot open the SIP trace: {error.strerror}")
+    raise SystemExit(_run(config))
+
+
+def _run(config: Config) -> int:
+    """Run ``ccswitch.app.serve`` on uvloop; return the exit code."""
+    # Imported here: the wiring pulls in the whole switch, which `config check`,
+    # `user hash` and `--help` do not need.
+    from ccswitch.app import serve as app_serve
+
+    logger.info(
+        "ccswitch %s starting (config %s, SIP on %s:%d)",
+        __version__,
+        config.source,
+        config.sip.listen_host,
+        config.sip.listen_port,
+    )
+    try:
+        uvloop.run(_serve_until_signalled(app_serve, config))
+    except OSError as error:  # e.g. the SIP port is taken
+        logger.error("cannot run: %s", error)
+        return EXIT_RUNTIME_ERROR
+    logger.info("stopped")
+    return EXIT_OK
+
+
+async def _serve_until_signalled(serve: Serve, config: Config) -> None:
+    """Await ``serve(config)``; SIGINT or SIGTERM cancels it, which is a clean stop."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(serve(config))
+    received: list[str] = []
+
+    def stop(name: str) -> None:
+        logger.debug("%s received, stopping", name)
+        received.append(name)
+        task.cancel()  # a second signal cancels again, cutting a slow shutdown short
+
+    for number in STOP_SIGNALS:
+        loop.add_signal_handler(number, stop, number.name)
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not received:
+            raise  # we were cancelled from outside, not by a signal
+    finally:
+        for number in STOP_SIGNALS:
+            loop.remove_signal_handler(number)
+
+
+@main.group("config", context_settings=_CONTEXT)
+def config_group() -> None:
+    """Check or show a configuration file.
+
+    FILE defaults to the built-in demo configuration.
+    """
+
+
+@config_group.command("check", context_settings=_CONTEXT)
+@click.argument("file", required=False)
+def config_check(file: str | None) -> None:
+    """Validate FILE and print "FILE: ok" (exit code 2 and one line if not)."""
+    config = _load(file)
+    click.echo(f"{config.source}: ok")
+
+
+@config_group.command("show", context_settings=_CONTEXT)
+@click.argument("file", required=False)
+def config_show(file: str | None) -> None:
+    """Print the effective configuration of FILE, defaults filled in.
+
+    Passwords and HA1 hashes are not shown.
+    """
+    click.echo(render_config(_load(file)), nl=False)
+
+
+@main.group("user", context_settings=_CONTEXT)
+def user_group() -> None:
+    """Helpers for the [[users]] entries of a configuration."""
+
+
+@user_group.command("hash", context_settings=_CONTEXT)
+@click.argument("name")
+@click.argument("password", required=False)
+@click.option(
+    "--realm",
+    metavar="REALM",
+    help="The digest realm; must equal sip.realm. Default: the demo's realm.",
+)
+def user_hash(name: str, password: str | None, realm: str | None) -> None:
+    """Print ha1_md5 and ha1_sha256 lines for NAME to paste into [[users]].
+
+    HA1 is the hash of "NAME:REALM:PASSWORD" (RFC 7616, RFC 8760), so the file
+    need not hold the password. Leave PASSWORD out to be prompted for it, which
+    keeps it out of the shell history.
+    """
+    try:
+        check_value("users.name", name, label="NAME")
+        if realm is None:
+            realm = load_config(None).sip.realm
+        check_value("sip.realm", realm, label="--realm")
+    except ConfigError as error:
+        _fail(error)
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if password == "":
+        _fail("PASSWORD: must not be empty")
+    secret = f"{name}:{realm}:{password}".encode()
+    click.echo(f'ha1_md5 = "{hashlib.md5(secret).hexdigest()}"')
+    click.echo(f'ha1_sha256 = "{hashlib.sha256(secret).hexdigest()}"')
+
+
+if __name__ == "__main__":
+    main(prog_name="ccswitch")

@@ -1,0 +1,440 @@
+"""The media engine's command, result and event vocabulary (plain picklable dataclasses).
+
+The engine knows nothing of SIP: its owner (the B2BUA, an IVR, a test) turns SDP offers
+and answers into these commands and gets results and events back.  Everything here is a
+frozen dataclass of ints, strings, enums and tuples, so the same vocabulary can later
+cross a process boundary unchanged (``multiprocessing`` pickles them) when the engine runs
+in worker processes: ``MediaEngine.execute(command) -> result`` is the only entry point,
+and events (DTMF received, playback finished, endpoint timeout...) come back through the
+one callback the owner passes in.
+
+Names follow the RFCs: payload types and encoding names from RFC 3551 (``PCMU``,
+``PCMA``), ``telephone-event`` from RFC 4733, comfort noise (``CN``) from RFC 3389, SSRC
+and jitter from RFC 3550.  Errors are :class:`MediaError` subclasses; they carry one
+message string so they pickle too.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+
+logger = logging.getLogger(__name__)
+
+# RFC 3551 table 4: static payload types of the codecs we carry.
+PT_PCMU = 0
+PT_PCMA = 8
+# RFC 3389 section 4 / RFC 3551 table 4: comfort noise.
+PT_CN = 13
+# RFC 4733 uses a dynamic payload type; 101 is the de facto default in SDP offers.
+PT_TELEPHONE_EVENT_DEFAULT = 101
+
+
+class Codec(enum.Enum):
+    """Audio encodings the engine can send and decode (RFC 3551 encoding names)."""
+
+    PCMU = "PCMU"
+    PCMA = "PCMA"
+
+    @property
+    def static_payload_type(self) -> int:
+        """The RFC 3551 static payload type of this encoding."""
+        return PT_PCMU if self is Codec.PCMU else PT_PCMA
+
+
+class MixRole(enum.Enum):
+    """How a member of a mixer hears and is heard.
+
+    ``PARTICIPANT``: hears everyone but itself, heard by every other participant.
+    ``LISTEN``: a supervisor who hears everyone and is heard by no one.
+    ``WHISPER``: hears everyone, heard only by the member named in ``whisper_to``.
+    ``BARGE``: hears everyone and is heard by everyone (a third party on the call).
+    """
+
+    PARTICIPANT = "participant"
+    LISTEN = "listen"
+    WHISPER = "whisper"
+    BARGE = "barge"
+
+
+class PlaybackEnd(enum.Enum):
+    """Why a playback stopped."""
+
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+    DTMF = "dtmf"
+    REPLACED = "replaced"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+class ToneName(enum.Enum):
+    """Call-progress tones the player can generate (ITU-T E.180 style cadences)."""
+
+    RINGBACK = "ringback"
+    BUSY = "busy"
+    CONGESTION = "congestion"
+    DIAL = "dial"
+    BEEP = "beep"
+
+
+class MediaError(Exception):
+    """A command could not be carried out; the message says why."""
+
+
+class UnknownEndpoint(MediaError):
+    """The command names an endpoint, mixer or recording that does not exist."""
+
+
+class PortsUnavailable(MediaError):
+    """No RTP/RTCP port pair of the configured range is free."""
+
+
+class BadCommand(MediaError):
+    """The command's arguments are inconsistent (e.g. a codec that is not configured)."""
+
+
+# ---------------------------------------------------------------------------------------
+# play items
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Prompt:
+    """An audio file (WAV of any rate/width/channels, or MP3) played as-is."""
+
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Tone:
+    """A generated call-progress tone; ``duration_ms`` None plays one cadence cycle."""
+
+    name: ToneName
+    duration_ms: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Silence:
+    """A stretch of silence, e.g. between prompts of a playlist."""
+
+    duration_ms: int
+
+
+PlayItem = Prompt | Tone | Silence
+
+
+# ---------------------------------------------------------------------------------------
+# commands
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CreateEndpoint:
+    """Open an RTP/RTCP socket pair on the next free even/odd ports of the range.
+
+    ``latching`` (symmetric RTP, RFC 4961 + NAT latching) makes the endpoint send to the
+    address the first valid packet came from; switch it off for trunks with fixed
+    addresses.
+    """
+
+    latching: bool = True
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetRemote:
+    """Where to send RTP (and RTCP; default port + 1) — from the peer's SDP.
+
+    Setting the remote also forgets a previous latch, so a re-INVITE can move a phone.
+    """
+
+    endpoint_id: int
+    host: str
+    port: int
+    rtcp_port: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetCodec:
+    """The negotiated encoding and payload types (from the SDP answer).
+
+    ``payload_type`` defaults to the codec's static type.  ``telephone_event_pt`` and
+    ``comfort_noise_pt`` are None when not negotiated.
+    """
+
+    endpoint_id: int
+    codec: Codec = Codec.PCMU
+    payload_type: int | None = None
+    telephone_event_pt: int | None = PT_TELEPHONE_EVENT_DEFAULT
+    comfort_noise_pt: int | None = PT_CN
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetLatching:
+    """Switch address latching on or off (RFC 4961 symmetric RTP stays on)."""
+
+    endpoint_id: int
+    enabled: bool
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Connect:
+    """Bridge two endpoints: each one's received packets are sent out of the other.
+
+    Stops playback on both and breaks any previous connection of either.
+    """
+
+    endpoint_a: int
+    endpoint_b: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Disconnect:
+    """Break the bridge the endpoint is part of (no-op when not connected)."""
+
+    endpoint_id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Play:
+    """Play a playlist to the endpoint, replacing what it was sending until it ends.
+
+    ``loop`` repeats the playlist forever (music on hold).  ``stop_on_dtmf`` ends the
+    playback when the far end presses a key (barge-in for IVR prompts).
+    """
+
+    endpoint_id: int
+    items: tuple[PlayItem, ...]
+    loop: bool = False
+    stop_on_dtmf: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StopPlay:
+    """Stop the endpoint's playback (PlaybackFinished with reason STOPPED)."""
+
+    endpoint_id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Record:
+    """Record two endpoints' received audio into a stereo WAV, written as it goes.
+
+    ``left`` is usually the caller's endpoint, ``right`` the operator's; either may be
+    None for a silent channel.
+    """
+
+    path: str
+    left: int | None
+    right: int | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StopRecord:
+    """Finish a recording: final header update and close."""
+
+    recording_id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CreateMixer:
+    """Create an empty N-party mixer (conference, whisper, barge)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MixerAdd:
+    """Add an endpoint to a mixer; its bridge (if any) is broken first.
+
+    ``whisper_to`` names the member who hears a ``WHISPER`` member.
+    """
+
+    mixer_id: int
+    endpoint_id: int
+    role: MixRole = MixRole.PARTICIPANT
+    whisper_to: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MixerRemove:
+    """Take an endpoint out of a mixer (it then sends nothing until told otherwise)."""
+
+    mixer_id: int
+    endpoint_id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DestroyMixer:
+    """Remove every member and forget the mixer."""
+
+    mixer_id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CloseEndpoint:
+    """Stop everything on the endpoint, close its sockets and release its ports."""
+
+    endpoint_id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GetStats:
+    """Ask for one endpoint's counters (:class:`EndpointStats`)."""
+
+    endpoint_id: int
+
+
+Command = (
+    CreateEndpoint
+    | SetRemote
+    | SetCodec
+    | SetLatching
+    | Connect
+    | Disconnect
+    | Play
+    | StopPlay
+    | Record
+    | StopRecord
+    | CreateMixer
+    | MixerAdd
+    | MixerRemove
+    | DestroyMixer
+    | CloseEndpoint
+    | GetStats
+)
+
+
+# ---------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Done:
+    """The command was carried out and has nothing to return."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EndpointCreated:
+    """The new endpoint's id and local transport address (for our SDP)."""
+
+    endpoint_id: int
+    host: str
+    rtp_port: int
+    rtcp_port: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlaybackStarted:
+    """The id the matching PlaybackFinished event will carry."""
+
+    endpoint_id: int
+    playback_id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordingStarted:
+    """The id to stop the recording with."""
+
+    recording_id: int
+    path: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class MixerCreated:
+    """The new mixer's id."""
+
+    mixer_id: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EndpointStats:
+    """Counters of one endpoint (RFC 3550 section 6.4 terms where they apply).
+
+    ``dropped`` maps a reason (``short``, ``version``, ``padding``, ``extension``,
+    ``csrc``, ``too_big``, ``payload_type``, ``address``, ...) to a count.  ``lost``
+    is the cumulative number of packets lost over every SSRC heard (RFC 3550 A.3) and
+    ``jitter_ms`` the interarrival jitter of the current SSRC (RFC 3550 A.8).
+    """
+
+    endpoint_id: int
+    packets_in: int
+    bytes_in: int
+    packets_out: int
+    bytes_out: int
+    lost: int
+    jitter_ms: float
+    ssrcs_heard: int
+    ssrc_in: int | None
+    ssrc_out: int
+    remote: tuple[str, int] | None
+    latched: bool
+    rtcp_in: int
+    rtcp_out: int
+    dtmf_events: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+Result = (
+    Done
+    | EndpointCreated
+    | PlaybackStarted
+    | RecordingStarted
+    | MixerCreated
+    | EndpointStats
+)
+
+
+# ---------------------------------------------------------------------------------------
+# events
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DtmfReceived:
+    """A key press received as an RFC 4733 telephone-event.
+
+    Reported once, on the first packet of the event (so IVR barge-in is immediate);
+    ``digit`` is one of ``0-9 * # A-D``, or ``!`` for hook flash (event 16).
+    ``timestamp`` is the event's RTP timestamp (its start).
+    """
+
+    endpoint_id: int
+    digit: str
+    timestamp: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PlaybackFinished:
+    """A playback ended (completed, stopped, interrupted by DTMF, replaced...)."""
+
+    endpoint_id: int
+    playback_id: int
+    reason: PlaybackEnd
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EndpointTimeout:
+    """No valid RTP arrived on the endpoint for ``idle_seconds`` (media timeout)."""
+
+    endpoint_id: int
+    idle_seconds: float
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RemoteLatched:
+    """The endpoint latched onto the address its first valid packet came from."""
+
+    endpoint_id: int
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RecordingStopped:
+    """A recording was closed (by StopRecord or because an endpoint closed)."""
+
+    recording_id: int
+    path: str
+    seconds: float
+
+
+MediaEvent = (
+    DtmfReceived | PlaybackFinished | EndpointTimeout | RemoteLatched | RecordingStopped
+)

@@ -1,0 +1,779 @@
+"""One RTP/RTCP endpoint: a socket pair, its receive path and its one outgoing stream.
+
+RFC 3550 (RTP), RFC 4961 (symmetric RTP), RFC 5761 section 4 (RTP/RTCP demultiplexing),
+RFC 4733 (telephone-event), RFC 3389 (comfort noise).
+
+Theory of operation.  The receive path is the hot path of the whole switch: 1000 legs at
+50 packets a second are 50 000 wake-ups a second, and every microsecond of Python per
+packet costs 5 % of a core (PERFORMANCE.md 2.2).  So it is written out by hand:
+``loop.add_reader`` on the raw socket (an asyncio ``DatagramProtocol`` allocates 256 KiB
+per read and costs four times as much), ``recvfrom_into`` a buffer shared by every
+endpoint, drain until ``BlockingIOError``, one ``struct.unpack_from`` of the fixed
+header, a handful of attribute updates for the statistics, and when bridged one
+``struct.pack_into`` rewriting the header in place before ``sendto`` of a memoryview
+slice.  Packets that are not plain 12-byte-header audio of the negotiated payload type
+(CSRCs, extensions, padding, telephone-event, comfort noise, RTCP on the RTP port,
+garbage) leave the straight line for slower methods.  Nothing on the receive path raises:
+every bad datagram is counted under a reason and dropped, with one DEBUG line.
+
+Symmetric RTP (RFC 4961): everything is sent from the socket packets are received on.
+With ``latching`` on (phones behind NAT) the first valid packet fixes the remote address
+to its source; afterwards, or when latching is off and the remote is known (trunks),
+packets from any other address are dropped under ``address`` and never bridged.
+
+Outgoing stream.  Whatever feeds it (a prompt, the bridged peer, the mixer, music on
+hold), the endpoint sends ONE RTP stream: one SSRC, sequence numbers that continue by
+one, timestamps that never go backwards.  :class:`OutStream` remembers where the stream
+is; when the source changes the next packet carries the marker bit and a timestamp moved
+forward by the time that passed (at least one frame).  Bridged packets are rewritten
+with offsets computed once per change (:mod:`media.relay`), so per packet forwarding is
+two additions.
+
+Receive state is kept per SSRC (:class:`SourceState`, a lean inline version of RFC 3550
+A.1 and A.8), so a peer that changes SSRC mid-call keeps being heard and its loss
+figures restart cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+import socket
+import struct
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+from media.commands import (
+    PT_CN,
+    PT_TELEPHONE_EVENT_DEFAULT,
+    Codec,
+    EndpointStats,
+)
+from media.dtmf import DtmfDigit, DtmfReceiver
+from media.rtp import (
+    HEADER_SIZE,
+    MAX_PACKET_SIZE,
+    RtpError,
+    RtpPacket,
+    peek_header,
+)
+
+if TYPE_CHECKING:
+    from media.relay import RelayPath
+
+logger = logging.getLogger(__name__)
+
+# RFC 3550 5.1: V=2, P=0, X=0, CC=0 -- the first octet of every ordinary audio packet.
+PLAIN_FIRST_OCTET: Final = 0x80
+VERSION_MASK: Final = 0xC0
+VERSION_BITS: Final = 0x80
+MARKER_BIT: Final = 0x80
+PT_MASK: Final = 0x7F
+SEQ_MASK: Final = 0xFFFF
+RTP_SEQ_MOD: Final = 0x10000
+TS_MASK: Final = 0xFFFFFFFF
+# RFC 3550 A.1: sequence jumps beyond these are not "in order".
+MAX_DROPOUT: Final = 3000
+MAX_MISORDER: Final = 100
+# RFC 5761 section 4: second octet 192..223 is RTCP on a multiplexed port.
+RTCP_DEMUX_FIRST: Final = 192
+RTCP_DEMUX_LAST: Final = 223
+# RFC 3551 4.5.14: G.711 is 8000 samples a second, one octet per sample.
+CLOCK_RATE: Final = 8000
+SAMPLES_PER_FRAME: Final = 160  # 20 ms (RFC 3551 4.2 default packetisation)
+# RFC 3550 A.8: J += (|D| - J) / 16
+JITTER_GAIN: Final = 1.0 / 16.0
+# A transit jump larger than this (timestamp wrap, sender restart) is not jitter (ours).
+JITTER_MAX_STEP: Final = float(CLOCK_RATE * 10)
+# One datagram larger than the biggest valid packet proves the packet is oversized.
+RECEIVE_BUFFER_SIZE: Final = MAX_PACKET_SIZE + 1
+# Received audio kept for the mixer/recorder, in samples (G.711: one octet each).
+TAP_MAX_SAMPLES: Final = SAMPLES_PER_FRAME * 3
+TAP_KEEP_SAMPLES: Final = SAMPLES_PER_FRAME
+# SSRCs remembered per endpoint (the oldest is forgotten beyond this).
+MAX_SOURCES: Final = 8
+
+# One buffer for every endpoint: the loop is single-threaded and a callback finishes
+# with the datagram before the next one is read.
+RECEIVE_BUFFER: Final = bytearray(RECEIVE_BUFFER_SIZE)
+RECEIVE_VIEW: Final = memoryview(RECEIVE_BUFFER)
+_BUFFER: Final = RECEIVE_BUFFER
+_VIEW: Final = RECEIVE_VIEW
+_SEND_BUFFER: Final = bytearray(RECEIVE_BUFFER_SIZE)
+_SEND_VIEW: Final = memoryview(_SEND_BUFFER)
+_HEADER: Final = struct.Struct("!BBHII")
+_REWRITE: Final = struct.Struct("!BHII")  # everything after the first octet
+_unpack_header = _HEADER.unpack_from
+_pack_header = _HEADER.pack_into
+_pack_rewrite = _REWRITE.pack_into
+_monotonic = time.monotonic
+
+
+class Output(enum.Enum):
+    """What feeds the endpoint's outgoing stream."""
+
+    NONE = "none"
+    RELAY = "relay"
+    PLAYER = "player"
+    MIXER = "mixer"
+
+
+class PayloadKind(enum.Enum):
+    """What a received payload type carries."""
+
+    AUDIO = "audio"
+    TELEPHONE_EVENT = "telephone-event"  # RFC 4733
+    COMFORT_NOISE = "CN"  # RFC 3389
+
+
+class DropReason:
+    """Counter keys for dropped datagrams besides :class:`media.rtp.RtpError` reasons."""
+
+    PAYLOAD_TYPE: Final = "payload_type"  # not negotiated on this endpoint
+    ADDRESS: Final = "address"  # from a stranger (after latching, or fixed remote)
+    TOO_BIG: Final = "too_big"
+    MALFORMED: Final = "malformed"
+    SEQUENCE: Final = "sequence"  # A.1 big jump awaiting confirmation (still counted)
+
+
+class SourceState:
+    """Receive state of one SSRC heard on an endpoint (RFC 3550 A.1, A.3, A.8).
+
+    The fields are updated inline by the receive path, hence plain slots.
+    """
+
+    __slots__ = (
+        "bad_seq",
+        "base_seq",
+        "cycles",
+        "jitter",
+        "last_ts",
+        "max_seq",
+        "octets",
+        "received",
+        "ssrc",
+        "transit",
+    )
+
+    def __init__(self, ssrc: int, seq: int, ts: int, now: float) -> None:
+        self.ssrc = ssrc
+        self.base_seq = seq
+        self.max_seq = seq
+        self.cycles = 0
+        self.bad_seq = RTP_SEQ_MOD + 1
+        self.received = 0
+        self.octets = 0
+        self.transit = now * CLOCK_RATE - ts
+        self.jitter = 0.0
+        self.last_ts = ts
+
+    @property
+    def expected(self) -> int:
+        """Packets expected from the first sequence number to the highest (A.3)."""
+        return self.cycles + self.max_seq - self.base_seq + 1
+
+    @property
+    def lost(self) -> int:
+        """Cumulative packets lost, never negative (duplicates do not hide losses)."""
+        return max(self.expected - self.received, 0)
+
+    @property
+    def last_arrival(self) -> float:
+        """When the last packet arrived (monotonic seconds), recovered from transit."""
+        return (self.transit + self.last_ts) / CLOCK_RATE
+
+    def jump(self, seq: int) -> None:
+        """A.1: a big jump is believed when the next packet continues it."""
+        if seq == self.bad_seq:
+            self.base_seq = seq
+            self.max_seq = seq
+            self.cycles = 0
+            self.received = 0
+            self.bad_seq = RTP_SEQ_MOD + 1
+        else:
+            self.bad_seq = (seq + 1) & SEQ_MASK
+
+
+_NO_SOURCE: Final = SourceState(-1, 0, 0, 0.0)
+
+
+class OutStream:
+    """Our single outgoing RTP stream (RFC 3550 5.1): where it is and what it sent.
+
+    ``seq``/``ts`` are the last sequence number and timestamp sent (random at first,
+    RFC 3550 5.1), ``time`` when (monotonic seconds, None before the first packet),
+    ``samples`` the duration of that packet.  ``marker`` asks for the marker bit on the
+    next locally generated packet (a new source starts).
+    """
+
+    __slots__ = ("marker", "octets", "packets", "samples", "seq", "ssrc", "time", "ts")
+
+    def __init__(self) -> None:
+        self.ssrc = random.getrandbits(32)
+        self.seq = random.getrandbits(16)
+        self.ts = random.getrandbits(32)
+        self.time: float | None = None
+        self.samples = SAMPLES_PER_FRAME
+        self.marker = True
+        self.packets = 0
+        self.octets = 0
+
+    def next_timestamp(self, when: float) -> int:
+        """The timestamp of a packet starting at ``when``: forward by elapsed time.
+
+        Never backwards and at least one packet duration after the last one sent.
+        """
+        if self.time is None:
+            return self.ts
+        elapsed = round((when - self.time) * CLOCK_RATE)
+        step = elapsed if elapsed > self.samples else self.samples
+        return (self.ts + step) & TS_MASK
+
+
+DtmfCallback = Callable[["RtpEndpoint", DtmfDigit], None]
+LatchCallback = Callable[["RtpEndpoint"], None]
+
+
+class RtpEndpoint:
+    """An RTP/RTCP socket pair with its receive path and its outgoing stream.
+
+    Driven by the event loop (``add_reader`` on both sockets) for reception and by the
+    engine (bridging, :meth:`send_frame` from the media clock) for sending.
+
+    :param endpoint_id: the engine's id, carried in events and statistics.
+    :param loop: the loop the sockets are registered with.
+    :param rtp_socket: bound non-blocking UDP socket on an even port.
+    :param rtcp_socket: bound non-blocking UDP socket on the next port.
+    :param latching: latch the remote to the first valid packet's source.
+    :param on_dtmf: called with each RFC 4733 key press received.
+    :param on_latched: called when the remote address was latched.
+    """
+
+    def __init__(
+        self,
+        endpoint_id: int,
+        loop: asyncio.AbstractEventLoop,
+        rtp_socket: socket.socket,
+        rtcp_socket: socket.socket,
+        *,
+        latching: bool = True,
+        on_dtmf: DtmfCallback | None = None,
+        on_latched: LatchCallback | None = None,
+    ) -> None:
+        self.endpoint_id = endpoint_id
+        self._loop = loop
+        self.rtp_socket = rtp_socket
+        self.rtcp_socket = rtcp_socket
+        self.host, self.rtp_port = rtp_socket.getsockname()[:2]
+        self.rtcp_port: int = rtcp_socket.getsockname()[1]
+        self._recvfrom_into = rtp_socket.recvfrom_into
+        self.sendto = rtp_socket.sendto
+        self._on_dtmf = on_dtmf
+        self._on_latched = on_latched
+
+        # addressing (RFC 4961)
+        self.latching = latching
+        self.latched = False
+        self.remote: tuple[str, int] | None = None
+        self.rtcp_remote: tuple[str, int] | None = None
+        self._expected: tuple[str, int] | None = None
+
+        # payload types
+        self.codec = Codec.PCMU
+        self._audio_pt = Codec.PCMU.static_payload_type
+        self.telephone_event_pt: int | None = PT_TELEPHONE_EVENT_DEFAULT
+        self.comfort_noise_pt: int | None = PT_CN
+        self._kinds: dict[int, PayloadKind] = {}
+        self._tap: bytearray | None = None
+        self.set_codec(Codec.PCMU)
+
+        # receive state
+        self._source = _NO_SOURCE
+        self._sources: dict[int, SourceState] = {}
+        self._dtmf = DtmfReceiver()
+        self.dropped: dict[str, int] = {}
+        self.rtcp_in = 0
+        self.rtcp_out = 0
+        self.dtmf_events = 0
+        self.retired_received = 0  # packets of forgotten SSRCs
+        self.retired_octets = 0
+        self.retired_lost = 0
+
+        # sending and routing
+        self.out = OutStream()
+        self.output = Output.NONE
+        self._forward: RelayPath | None = None  # where our received packets go
+        self.feeder: RelayPath | None = None  # the path whose sink we are
+        self.relayed_packets = 0  # packets sent by retired paths feeding us
+        self.relayed_octets = 0
+        self.send_errors = 0
+        self.tap_users = 0
+        self.underruns = 0
+        self.closed = False
+
+        loop.add_reader(rtp_socket.fileno(), self._on_rtp_readable)
+        loop.add_reader(rtcp_socket.fileno(), self._on_rtcp_readable)
+
+    # ---------------------------------------------------------------- configuration
+
+    def set_codec(
+        self,
+        codec: Codec,
+        payload_type: int | None = None,
+        *,
+        telephone_event_pt: int | None = PT_TELEPHONE_EVENT_DEFAULT,
+        comfort_noise_pt: int | None = PT_CN,
+    ) -> None:
+        """Set the negotiated encoding and payload types (same in both directions)."""
+        audio_pt = codec.static_payload_type if payload_type is None else payload_type
+        kinds = {audio_pt: PayloadKind.AUDIO}
+        for pt, kind in (
+            (telephone_event_pt, PayloadKind.TELEPHONE_EVENT),
+            (comfort_noise_pt, PayloadKind.COMFORT_NOISE),
+        ):
+            if pt is None:
+                continue
+            if not 0 <= pt <= PT_MASK or pt in kinds:
+                raise ValueError(f"payload type {pt} is invalid or used twice")
+            kinds[pt] = kind
+        if not 0 <= audio_pt <= PT_MASK:
+            raise ValueError(f"payload type {audio_pt} is not 7 bits")
+        self.codec = codec
+        self._audio_pt = audio_pt
+        self.telephone_event_pt = telephone_event_pt
+        self.comfort_noise_pt = comfort_noise_pt
+        self._kinds = kinds
+        if self._tap is not None:
+            self._tap.clear()  # codes of the old codec must not be decoded as the new
+
+    @property
+    def audio_pt(self) -> int:
+        """The negotiated audio payload type."""
+        return self._audio_pt
+
+    def set_remote(self, host: str, port: int, rtcp_port: int | None = None) -> None:
+        """Send to ``host:port`` from now on; a previous latch is forgotten."""
+        self.remote = (host, port)
+        self.rtcp_remote = (host, port + 1 if rtcp_port is None else rtcp_port)
+        self.latched = False
+        self._expected = None if self.latching else self.remote
+        self._remote_changed()
+
+    def set_latching(self, enabled: bool) -> None:
+        """Switch latching; turning it off pins the current remote."""
+        self.latching = enabled
+        if enabled:
+            self._expected = self.remote if self.latched else None
+        else:
+            self.latched = False
+            self._expected = self.remote
+
+    def _remote_changed(self) -> None:
+        if self.feeder is not None:
+            self.feeder.destination = self.remote
+
+    # ---------------------------------------------------------------- routing
+
+    def set_output(self, output: Output) -> None:
+        """Change what feeds the outgoing stream; the next packet carries the marker.
+
+        Leaving ``RELAY`` settles the stream position from the bridged packets, so the
+        next source continues the sequence and timestamps.
+        """
+        if output is self.output:
+            return
+        feeder = self.feeder
+        if self.output is Output.RELAY and feeder is not None:
+            feeder.source.stop_forwarding(feeder)
+        self.output = output
+        self.out.marker = True
+        if output is Output.RELAY and feeder is not None:
+            feeder.pending = True
+            feeder.source.start_forwarding(feeder)
+
+    def start_forwarding(self, path: RelayPath) -> None:
+        """Send our received packets along ``path`` (called by the sink)."""
+        self._forward = path
+
+    def stop_forwarding(self, path: RelayPath) -> None:
+        """Stop sending along ``path`` and leave its sink's stream where it was."""
+        if self._forward is path:
+            path.settle(self._source)
+            self._forward = None
+
+    @property
+    def forwarding(self) -> RelayPath | None:
+        """The path our received packets are currently sent along."""
+        return self._forward
+
+    # ---------------------------------------------------------------- tap (mixer, recorder)
+
+    def open_tap(self) -> None:
+        """Start keeping received audio for :meth:`take_frame` (reference counted)."""
+        self.tap_users += 1
+        if self._tap is None:
+            self._tap = bytearray()
+
+    def close_tap(self) -> None:
+        """Release one :meth:`open_tap`."""
+        self.tap_users = max(self.tap_users - 1, 0)
+        if self.tap_users == 0:
+            self._tap = None
+
+    def take_frame(self, samples: int = SAMPLES_PER_FRAME) -> bytes | None:
+        """The next ``samples`` received G.711 codes, or None on underrun.
+
+        A backlog beyond :data:`TAP_MAX_SAMPLES` (a burst after a stall) is cut back to
+        one frame so the delay through the mixer stays bounded.
+        """
+        tap = self._tap
+        if tap is None:
+            return None
+        if len(tap) < samples:
+            self.underruns += 1
+            return None
+        frame = bytes(tap[:samples])
+        del tap[:samples]
+        if len(tap) > TAP_MAX_SAMPLES:
+            del tap[: len(tap) - TAP_KEEP_SAMPLES]
+        return frame
+
+    # ---------------------------------------------------------------- sending
+
+    def send_frame(self, payload: bytes, when: float, samples: int) -> None:
+        """Send one locally generated audio packet (player, mixer) at time ``when``.
+
+        :param payload: encoded audio in this endpoint's codec.
+        :param when: the packet's start on the monotonic clock (a tick's deadline).
+        :param samples: its duration in timestamp units.
+        """
+        destination = self.remote
+        if destination is None:
+            return
+        out = self.out
+        seq = (out.seq + 1) & SEQ_MASK
+        ts = out.next_timestamp(when)
+        second = self._audio_pt
+        if out.marker:
+            second |= MARKER_BIT
+            out.marker = False
+        size = HEADER_SIZE + len(payload)
+        _pack_header(_SEND_BUFFER, 0, PLAIN_FIRST_OCTET, second, seq, ts, out.ssrc)
+        _SEND_BUFFER[HEADER_SIZE:size] = payload
+        out.seq = seq
+        out.ts = ts
+        out.time = when
+        out.samples = samples
+        try:
+            self.sendto(_SEND_VIEW[:size], destination)
+        except OSError as exc:
+            self.send_errors += 1
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("endpoint %d: send failed: %s", self.endpoint_id, exc)
+            return
+        out.packets += 1
+        out.octets += size
+
+    def send_rtcp(self, data: bytes) -> None:
+        """Send one RTCP compound packet from the RTCP socket (symmetric, RFC 4961)."""
+        if self.rtcp_remote is None:
+            return
+        try:
+            self.rtcp_socket.sendto(data, self.rtcp_remote)
+        except OSError:
+            self.send_errors += 1
+            return
+        self.rtcp_out += 1
+
+    # ---------------------------------------------------------------- receive path
+
+    def _on_rtp_readable(self) -> None:
+        buf = _BUFFER
+        recvfrom_into = self._recvfrom_into
+        while True:
+            try:
+                size, addr = recvfrom_into(buf)
+            except BlockingIOError:
+                return
+            except OSError as exc:  # e.g. ICMP port unreachable from an earlier send
+                self._socket_error(exc)
+                return
+
+            # validate: anything but a plain 12-byte header takes the slow road
+            if size < HEADER_SIZE or size > MAX_PACKET_SIZE or buf[0] != 0x80:
+                bounds = self._irregular(size, addr)
+                if bounds is None:
+                    continue
+                start, end = bounds
+            else:
+                start = HEADER_SIZE
+                end = size
+            _, second, seq, ts, ssrc = _unpack_header(buf, 0)
+
+            # RFC 4961: strangers are never heard, let alone bridged
+            if addr != self._expected and not self._admit(addr):
+                continue
+            if second & 0x7F != self._audio_pt:
+                self._other_payload(second, seq, ts, ssrc, start, end, size)
+                continue
+
+            # per-SSRC statistics (RFC 3550 A.1, A.8)
+            now = _monotonic()
+            src = self._source
+            if ssrc != src.ssrc:
+                src = self._change_source(ssrc, seq, ts, now)
+            src.received += 1
+            src.octets += size
+            delta = (seq - src.max_seq) & 0xFFFF
+            if delta < 3000:  # MAX_DROPOUT
+                if seq < src.max_seq:
+                    src.cycles += 0x10000
+                src.max_seq = seq
+            elif delta <= 0xFFFF - 100:  # beyond MAX_MISORDER: a jump
+                src.jump(seq)
+            transit = now * 8000.0 - ts
+            step = transit - src.transit
+            src.transit = transit
+            if step < 0.0:
+                step = -step
+            if step < 80000.0:  # JITTER_MAX_STEP
+                src.jitter += (step - src.jitter) * 0.0625
+            src.last_ts = ts
+
+            # bridged: rewrite the header in place and send from the peer's socket
+            path = self._forward
+            if path is not None:
+                marker = path.restart(seq, ts, now) if path.pending else second & 128
+                if path.translate is not None:
+                    buf[start:end] = buf[start:end].translate(path.translate)
+                _pack_rewrite(
+                    buf,
+                    1,
+                    marker | path.audio_pt,
+                    (seq + path.seq_offset) & 0xFFFF,
+                    (ts + path.ts_offset) & 0xFFFFFFFF,
+                    path.ssrc,
+                )
+                destination = path.destination
+                if destination is not None:
+                    try:
+                        path.sendto(_VIEW[:size], destination)
+                    except OSError:
+                        path.send_errors += 1
+                    else:
+                        path.packets += 1
+                        path.octets += size
+
+            # mixer / recorder want the audio itself (decoded per tick, in batches)
+            tap = self._tap
+            if tap is not None:
+                tap += _VIEW[start:end]
+
+    def _admit(self, addr: tuple[str, int]) -> bool:
+        """A datagram from an address other than the expected one: latch or drop."""
+        if self.latching:
+            if not self.latched:
+                self.latched = True
+                self.remote = addr
+                self.rtcp_remote = (addr[0], addr[1] + 1)
+                self._expected = addr
+                self._remote_changed()
+                logger.debug("endpoint %d latched to %s:%d", self.endpoint_id, *addr)
+                if self._on_latched is not None:
+                    self._on_latched(self)
+                return True
+        elif self.remote is None:
+            return True  # no remote yet and no latching: nothing to compare with
+        self._drop(DropReason.ADDRESS, addr)
+        return False
+
+    def _change_source(self, ssrc: int, seq: int, ts: int, now: float) -> SourceState:
+        """A packet of another SSRC than the last one: switch per-SSRC state."""
+        path = self._forward
+        if path is not None and self._source is not _NO_SOURCE:
+            path.settle(self._source)
+            path.pending = True  # the new SSRC continues our outgoing stream
+        src = self._sources.get(ssrc)
+        if src is None:
+            if len(self._sources) >= MAX_SOURCES:
+                oldest = next(iter(self._sources))
+                old = self._sources.pop(oldest)
+                self.retired_received += old.received
+                self.retired_octets += old.octets
+                self.retired_lost += old.lost
+            src = SourceState(ssrc, seq, ts, now)
+            if self._source is not _NO_SOURCE:
+                logger.debug(
+                    "endpoint %d: SSRC %08x -> %08x",
+                    self.endpoint_id,
+                    self._source.ssrc,
+                    ssrc,
+                )
+            self._sources[ssrc] = src
+        self._source = src
+        return src
+
+    def _drop(self, reason: str, addr: tuple[str, int] | None = None) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "endpoint %d: dropped datagram from %s: %s",
+                self.endpoint_id,
+                addr,
+                reason,
+            )
+
+    def _irregular(self, size: int, addr: tuple[str, int]) -> tuple[int, int] | None:
+        """Validate a datagram that is not a plain packet; return payload bounds."""
+        if size > MAX_PACKET_SIZE:
+            self._drop(DropReason.TOO_BIG, addr)
+            return None
+        buf = _BUFFER
+        if (
+            size >= 2
+            and RTCP_DEMUX_FIRST <= buf[1] <= RTCP_DEMUX_LAST
+            and buf[0] & VERSION_MASK == VERSION_BITS
+        ):
+            self._receive_rtcp(size, addr)
+            return None
+        header = peek_header(buf, size)
+        if header is None:
+            try:
+                RtpPacket.parse(_VIEW[:size])
+            except RtpError as exc:
+                self._drop(exc.reason, addr)
+            else:
+                self._drop(DropReason.MALFORMED, addr)
+            return None
+        return header[5], header[6]
+
+    def _other_payload(
+        self, second: int, seq: int, ts: int, ssrc: int, start: int, end: int, size: int
+    ) -> None:
+        """Telephone-event, comfort noise, RTCP on the RTP port, or unknown PT."""
+        payload_type = second & PT_MASK
+        kind = self._kinds.get(payload_type)
+        if kind is None or kind is PayloadKind.AUDIO:
+            if RTCP_DEMUX_FIRST <= second <= RTCP_DEMUX_LAST:
+                self._receive_rtcp(size, None)
+            else:
+                self._drop(DropReason.PAYLOAD_TYPE)
+            return
+
+        # the same SSRC numbering as the audio: keep the loss statistics right
+        now = _monotonic()
+        src = self._source
+        if ssrc != src.ssrc:
+            src = self._change_source(ssrc, seq, ts, now)
+        src.received += 1
+        src.octets += size
+        delta = (seq - src.max_seq) & SEQ_MASK
+        if delta < MAX_DROPOUT:
+            if seq < src.max_seq:
+                src.cycles += RTP_SEQ_MOD
+            src.max_seq = seq
+        elif delta <= RTP_SEQ_MOD - MAX_MISORDER:
+            src.jump(seq)
+
+        path = self._forward
+        if kind is PayloadKind.TELEPHONE_EVENT:
+            digit = self._dtmf.feed(
+                ts, _VIEW[start:end], marker=bool(second & MARKER_BIT), ssrc=ssrc
+            )
+            out_pt = path.event_pt if path is not None else None
+        else:
+            digit = None
+            out_pt = path.cn_pt if path is not None else None
+        if path is not None and out_pt is not None:
+            path.forward_other(second, out_pt, seq, ts, size, now)
+        if digit is not None:
+            self.dtmf_events += 1
+            if self._on_dtmf is not None:
+                self._on_dtmf(self, digit)
+
+    def _on_rtcp_readable(self) -> None:
+        recvfrom_into = self.rtcp_socket.recvfrom_into
+        while True:
+            try:
+                size, addr = recvfrom_into(_BUFFER)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                self._socket_error(exc)
+                return
+            self._receive_rtcp(size, addr)
+
+    def _receive_rtcp(self, size: int, addr: tuple[str, int] | None) -> None:
+        """Count an RTCP packet from the expected peer; strangers are dropped."""
+        if addr is not None and self.remote is not None and addr[0] != self.remote[0]:
+            self._drop(DropReason.ADDRESS, addr)
+            return
+        if size < 8 or _BUFFER[0] & VERSION_MASK != VERSION_BITS:
+            self._drop("rtcp", addr)
+            return
+        # TODO: RFC 3550 6.4: parse SR/RR (media/rtcp.py) for round-trip time and the
+        # peer's view of our loss; today RTCP is only counted.
+        self.rtcp_in += 1
+
+    def _socket_error(self, exc: OSError) -> None:
+        self.dropped["socket_error"] = self.dropped.get("socket_error", 0) + 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("endpoint %d: socket error %s", self.endpoint_id, exc)
+
+    # ---------------------------------------------------------------- statistics
+
+    @property
+    def packets_received(self) -> int:
+        """Valid RTP packets accepted, every SSRC and payload type."""
+        return self.retired_received + sum(s.received for s in self._sources.values())
+
+    @property
+    def current_ssrc(self) -> int | None:
+        """The SSRC last heard."""
+        return None if self._source is _NO_SOURCE else self._source.ssrc
+
+    def stats(self) -> EndpointStats:
+        """A snapshot of the counters."""
+        sources = self._sources.values()
+        feeder = self.feeder
+        relayed_packets = self.relayed_packets + (feeder.packets if feeder else 0)
+        relayed_octets = self.relayed_octets + (feeder.octets if feeder else 0)
+        return EndpointStats(
+            endpoint_id=self.endpoint_id,
+            packets_in=self.packets_received,
+            bytes_in=self.retired_octets + sum(s.octets for s in sources),
+            packets_out=self.out.packets + relayed_packets,
+            bytes_out=self.out.octets + relayed_octets,
+            lost=self.retired_lost + sum(s.lost for s in sources),
+            jitter_ms=(
+                0.0
+                if self._source is _NO_SOURCE
+                else self._source.jitter * 1000.0 / CLOCK_RATE
+            ),
+            ssrcs_heard=len(self._sources),
+            ssrc_in=self.current_ssrc,
+            ssrc_out=self.out.ssrc,
+            remote=self.remote,
+            latched=self.latched,
+            rtcp_in=self.rtcp_in,
+            rtcp_out=self.rtcp_out,
+            dtmf_events=self.dtmf_events,
+            dropped=dict(self.dropped),
+        )
+
+    # ---------------------------------------------------------------- teardown
+
+    def close(self) -> None:
+        """Unregister and close both sockets (the engine releases the ports)."""
+        if self.closed:
+            return
+        self.closed = True
+        for sock in (self.rtp_socket, self.rtcp_socket):
+            with contextlib.suppress(ValueError, OSError):
+                self._loop.remove_reader(sock.fileno())
+            sock.close()
+        self._tap = None

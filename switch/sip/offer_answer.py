@@ -1,0 +1,541 @@
+"""SDP offer/answer for audio calls (RFC 3264), on top of :mod:`switch.sip.sdp`.
+
+Three entry points: :func:`answer_offer` (an INVITE or re-INVITE came with an offer),
+:func:`build_offer` (we call out, or re-offer for hold/unhold) and
+:func:`process_answer` (the peer answered our offer). Each negotiated audio stream comes
+out as a :class:`NegotiatedMedia`, the only thing the media engine needs. A
+:class:`LocalSession` owns our ``o=`` line across one dialog: same ``sess-id`` always,
+``sess-version`` bumped by one exactly when our description changes (RFC 3264 section 8).
+
+Answer policy (RFC 3264 section 6.1 leaves these choices to the answerer):
+
+* Only ``m=audio`` over the profiles in ``protos`` (``RTP/AVP``; no SRTP) is accepted,
+  one stream per port the caller hands in; every other m-line is answered with port 0,
+  its formats copied, in the same position (RFC 3264 section 6: same number and order).
+* Per accepted stream we answer exactly ONE voice codec, the first one in the
+  *offerer's* order that we support (RFC 3264 section 6.1 recommends following the
+  offerer's preference), plus ``telephone-event`` (RFC 4733) if offered at the voice
+  codec's clock rate. One codec means no mid-call payload switches to follow.
+* Payload type numbers are the offerer's, static or dynamic, and so are the fmtp
+  parameters of what we keep (e.g. ``0-16`` for telephone-event).
+* Direction: what the offerer sends we may receive and vice versa, intersected with our
+  own wish (``sendonly`` -> ``recvonly``, ``recvonly`` -> ``sendonly``, ``inactive`` ->
+  ``inactive``). An offer with ``c=0.0.0.0`` (RFC 2543 hold, RFC 3264 section 8.4) means
+  the offerer will not receive, so we do not send to it.
+* Nothing acceptable at all -> :class:`~switch.sip.errors.ProtocolError` 488 with a
+  ``Warning`` header (RFC 3261 section 20.43 codes 302/304/305).
+
+``NegotiatedMedia.direction`` is always *our* direction: ``sendonly`` means we send and
+do not receive.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+
+from switch.sip.errors import LocalProtocolError, ProtocolError
+from switch.sip.sdp import (
+    AddressType,
+    Attribute,
+    Connection,
+    Direction,
+    MediaDescription,
+    Origin,
+    RtpMap,
+    SessionDescription,
+)
+
+logger = logging.getLogger(__name__)
+
+# --- RFC 3551 section 6, tables 4 and 5: static payload types ---------------------------
+# payload type -> (encoding name, clock rate, channels)
+STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
+    0: ("PCMU", 8000, 1),
+    3: ("GSM", 8000, 1),
+    4: ("G723", 8000, 1),
+    5: ("DVI4", 8000, 1),
+    6: ("DVI4", 16000, 1),
+    7: ("LPC", 8000, 1),
+    8: ("PCMA", 8000, 1),
+    9: ("G722", 8000, 1),  # RFC 3551 4.5.2: 8000 in SDP although sampled at 16 kHz
+    10: ("L16", 44100, 2),
+    11: ("L16", 44100, 1),
+    12: ("QCELP", 8000, 1),
+    13: ("CN", 8000, 1),
+    14: ("MPA", 90000, 1),
+    15: ("G728", 8000, 1),
+    16: ("DVI4", 11025, 1),
+    17: ("DVI4", 22050, 1),
+    18: ("G729", 8000, 1),
+    25: ("CelB", 90000, 1),
+    26: ("JPEG", 90000, 1),
+    28: ("nv", 90000, 1),
+    31: ("H261", 90000, 1),
+    32: ("MPV", 90000, 1),
+    33: ("MP2T", 90000, 1),
+    34: ("H263", 90000, 1),
+}
+# RFC 3551 section 3: 96-127 are dynamic.
+DYNAMIC_PAYLOAD_TYPES = range(96, 128)
+PAYLOAD_TYPE_MAX = 127
+
+# --- RFC 4733 section 7.1.1 / RFC 3389: the non-voice audio formats ----------------------
+TELEPHONE_EVENT = "telephone-event"
+COMFORT_NOISE = "CN"  # TODO: RFC 3389 comfort noise is never answered (media/cn.py only
+# recognises PT 13); cost: peers that rely on VAD send silence instead.
+
+# --- RFC 3264 section 5 / RFC 3550 section 11 -------------------------------------------
+MEDIA_AUDIO = "audio"
+RTP_AVP = "RTP/AVP"  # RFC 3551; TODO: RTP/SAVP(F) (RFC 3711/5124) would need SRTP keys
+DEFAULT_PTIME = 20  # ms; RFC 3551 section 4.5 default packetisation for G.711
+SESSION_NAME = "ccswitch"
+
+# --- RFC 3261 section 20.43: Warning codes for a 488 --------------------------------------
+NOT_ACCEPTABLE_HERE = 488
+WARNING_AGENT = "ccswitch"  # warn-agent = hostport / pseudonym
+WARN_INCOMPATIBLE_TRANSPORT = 302
+WARN_MEDIA_TYPE_NOT_AVAILABLE = 304
+WARN_INCOMPATIBLE_MEDIA_FORMAT = 305
+WARN_TEXTS = {
+    WARN_INCOMPATIBLE_TRANSPORT: "Incompatible transport protocol",
+    WARN_MEDIA_TYPE_NOT_AVAILABLE: "Media type not available",
+    WARN_INCOMPATIBLE_MEDIA_FORMAT: "Incompatible media format",
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Codec:
+    """An audio format we can handle, with the payload type we offer it under.
+
+    :param name: encoding name as in ``a=rtpmap`` (compared case-insensitively,
+        RFC 4855 section 3).
+    :param clock_rate: RTP clock rate in Hz.
+    :param payload_type: our preferred number (static per RFC 3551, or 96-127).
+    :param channels: audio channels.
+    :param fmtp: format parameters we offer (``"0-16"`` for telephone-event).
+    """
+
+    name: str
+    clock_rate: int
+    payload_type: int
+    channels: int = 1
+    fmtp: str | None = None
+
+    def __post_init__(self) -> None:
+        static = STATIC_PAYLOAD_TYPES.get(self.payload_type)
+        if self.payload_type in DYNAMIC_PAYLOAD_TYPES:
+            return
+        if static is None or not self.matches(static[0], static[1], static[2]):
+            # RFC 3551 section 3: a static number means exactly its table entry.
+            raise LocalProtocolError(f"{self.name}/{self.clock_rate} cannot use PT {self}")
+
+    @property
+    def is_telephone_event(self) -> bool:
+        return self.name.lower() == TELEPHONE_EVENT
+
+    def matches(self, name: str, clock_rate: int, channels: int) -> bool:
+        return (
+            name.lower() == self.name.lower()
+            and clock_rate == self.clock_rate
+            and channels == self.channels
+        )
+
+    def rtpmap(self, payload_type: int | None = None) -> RtpMap:
+        return RtpMap(
+            payload_type=self.payload_type if payload_type is None else payload_type,
+            encoding_name=self.name,
+            clock_rate=self.clock_rate,
+            encoding_parameters=None if self.channels == 1 else str(self.channels),
+        )
+
+
+PCMU = Codec(name="PCMU", clock_rate=8000, payload_type=0)
+PCMA = Codec(name="PCMA", clock_rate=8000, payload_type=8)
+TELEPHONE_EVENT_8000 = Codec(
+    name=TELEPHONE_EVENT, clock_rate=8000, payload_type=101, fmtp="0-16"
+)
+DEFAULT_CODECS = (PCMU, PCMA, TELEPHONE_EVENT_8000)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class NegotiatedMedia:
+    """One negotiated audio stream, as the media engine needs it.
+
+    :param remote_address: where we send RTP (``0.0.0.0`` for an RFC 2543 hold).
+    :param remote_port: RTP port there.
+    :param rtcp_address: RTCP destination address (RFC 3605 ``a=rtcp`` or the above).
+    :param rtcp_port: RTCP port (``a=rtcp`` or RTP port + 1, RFC 3550 section 11).
+    :param payload_type: voice payload type, the same both ways.
+    :param codec: encoding name as in our :class:`Codec` (``"PCMU"``).
+    :param clock_rate: RTP clock rate of the voice codec.
+    :param telephone_event: RFC 4733 payload type, or None if not negotiated.
+    :param direction: OUR direction (sendonly = we send, do not receive).
+    :param ptime: packetisation the peer asked to receive, in ms.
+    """
+
+    remote_address: str
+    remote_port: int
+    rtcp_address: str
+    rtcp_port: int
+    payload_type: int
+    codec: str
+    clock_rate: int
+    telephone_event: int | None
+    direction: Direction
+    ptime: int
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Answer:
+    """Result of :func:`answer_offer`: the SDP to send and, per m-line, the stream."""
+
+    sdp: SessionDescription
+    streams: tuple[NegotiatedMedia | None, ...]
+
+    @property
+    def accepted(self) -> list[NegotiatedMedia]:
+        return [stream for stream in self.streams if stream is not None]
+
+
+class LocalSession:
+    """Our side of one SDP session: the ``o=`` line and its version (RFC 3264 8).
+
+    Every description we send in a dialog goes through :meth:`describe`, which keeps
+    ``sess-id`` and bumps ``sess-version`` by one when the content differs from the
+    previous one (a repeated identical offer keeps the version, section 8).
+
+    :param address: our unicast media address (IPv4 or IPv6 literal, or FQDN).
+    :param sess_id: defaults to a random 31-bit number (RFC 8866 5.2 wants it unique).
+    :param sess_version: the first version sent.
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str,
+        username: str = "-",
+        session_name: str = SESSION_NAME,
+        sess_id: int | None = None,
+        sess_version: int = 1,
+    ) -> None:
+        self.address = address
+        self.addrtype = AddressType.IP6 if ":" in address else AddressType.IP4
+        self.username = username
+        self.session_name = session_name
+        self.sess_id = secrets.randbelow(2**31) if sess_id is None else sess_id
+        self.sess_version = sess_version
+        self._last: SessionDescription | None = None
+
+    def connection(self) -> Connection:
+        return Connection(addrtype=self.addrtype.value, address=self.address)
+
+    def describe(self, media: Iterable[MediaDescription]) -> SessionDescription:
+        """Our description with these media lines and the right ``o=`` version."""
+        description = SessionDescription(
+            origin=Origin(
+                username=self.username,
+                sess_id=self.sess_id,
+                sess_version=self.sess_version,
+                addrtype=self.addrtype.value,
+                address=self.address,
+            ),
+            session_name=self.session_name,
+            connection=self.connection(),
+            media=tuple(media),
+        )
+        if self._last is not None and replace(
+            self._last, origin=description.origin
+        ) != description:
+            self.sess_version += 1
+            description = replace(
+                description, origin=replace(description.origin, sess_version=self.sess_version)
+            )
+        self._last = description
+        return description
+
+
+# --- Helpers ------------------------------------------------------------------------------
+
+
+def _format_of(media: MediaDescription, payload_type: int) -> tuple[str, int, int] | None:
+    """(name, clock rate, channels) of a payload type: rtpmap first, then RFC 3551."""
+    rtpmap = media.rtpmaps.get(payload_type)
+    if rtpmap is not None:
+        return rtpmap.encoding_name, rtpmap.clock_rate, rtpmap.channels
+    return STATIC_PAYLOAD_TYPES.get(payload_type)
+
+
+def _find_codec(codecs: Sequence[Codec], found: tuple[str, int, int]) -> Codec | None:
+    for codec in codecs:
+        if codec.matches(*found):
+            return codec
+    return None
+
+
+def _pick_codecs(
+    media: MediaDescription, codecs: Sequence[Codec]
+) -> tuple[int, Codec, int | None] | None:
+    """(voice PT, our codec, telephone-event PT) from the formats in ``media``'s order."""
+    voice: tuple[int, Codec] | None = None
+    events: list[tuple[int, int]] = []  # (PT, clock rate)
+    for payload_type in media.payload_types:
+        found = _format_of(media, payload_type)
+        if found is None:
+            continue
+        codec = _find_codec(codecs, found)
+        if codec is None:
+            continue
+        if codec.is_telephone_event:
+            events.append((payload_type, codec.clock_rate))
+        elif voice is None:
+            voice = (payload_type, codec)
+    if voice is None:
+        return None
+    event = next((pt for pt, rate in events if rate == voice[1].clock_rate), None)
+    return voice[0], voice[1], event
+
+
+def _rtcp(media: MediaDescription, address: str) -> tuple[str, int]:
+    rtcp = media.rtcp
+    if rtcp is None:
+        return address, media.port + 1
+    if rtcp.connection is None:
+        return address, rtcp.port
+    return rtcp.connection.address, rtcp.port
+
+
+def _audio_media(
+    *,
+    port: int,
+    formats: Sequence[tuple[int, Codec, str | None]],
+    direction: Direction,
+    ptime: int,
+) -> MediaDescription:
+    attributes: list[Attribute] = []
+    for payload_type, codec, fmtp in formats:
+        attributes.append(Attribute(name="rtpmap", value=str(codec.rtpmap(payload_type))))
+        if fmtp is not None:
+            attributes.append(Attribute(name="fmtp", value=f"{payload_type} {fmtp}"))
+    attributes.append(Attribute(name="ptime", value=str(ptime)))
+    attributes.append(Attribute(name=direction.value))
+    return MediaDescription(
+        media=MEDIA_AUDIO,
+        port=port,
+        proto=RTP_AVP,
+        formats=tuple(str(payload_type) for payload_type, _, _ in formats),
+        attributes=tuple(attributes),
+    )
+
+
+def _rejected(media: MediaDescription) -> MediaDescription:
+    # RFC 3264 section 6: port 0, and at least one format (we copy the offer's).
+    return MediaDescription(
+        media=media.media, port=0, proto=media.proto, formats=media.formats or ("0",)
+    )
+
+
+def _not_acceptable(reason: str, warn_code: int) -> ProtocolError:
+    warning = f'{warn_code} {WARNING_AGENT} "{WARN_TEXTS[warn_code]}"'
+    return ProtocolError(
+        f"Not Acceptable Here: {reason}",
+        status=NOT_ACCEPTABLE_HERE,
+        headers=(("Warning", warning),),
+    )
+
+
+def _ptime(media: MediaDescription) -> int:
+    ptime = media.ptime
+    return DEFAULT_PTIME if ptime is None else max(1, round(ptime))
+
+
+# --- Answerer -----------------------------------------------------------------------------
+
+
+def answer_offer(
+    offer: SessionDescription,
+    session: LocalSession,
+    *,
+    ports: Sequence[int],
+    codecs: Sequence[Codec] = DEFAULT_CODECS,
+    direction: Direction = Direction.SENDRECV,
+    ptime: int = DEFAULT_PTIME,
+    protos: Iterable[str] = (RTP_AVP,),
+) -> Answer:
+    """Answer a remote offer (RFC 3264 section 6); see the module doc for the policy.
+
+    :param offer: the parsed offer (from an INVITE, re-INVITE or UPDATE).
+    :param session: our :class:`LocalSession` for this dialog.
+    :param ports: our RTP port for the 1st, 2nd... accepted audio stream; audio
+        streams beyond ``len(ports)`` are rejected.
+    :param codecs: what we support; only name, clock rate and channels matter here.
+    :param direction: our wish (``sendonly`` to put the peer on hold).
+    :param ptime: the packetisation we ask the peer for.
+    :raises ProtocolError: 488 when no stream can be accepted.
+    """
+    allowed_protos = {proto.upper() for proto in protos}
+    answer_media: list[MediaDescription] = []
+    streams: list[NegotiatedMedia | None] = []
+    warn_code = WARN_MEDIA_TYPE_NOT_AVAILABLE
+    free_ports = list(ports)
+    for media in offer.media:
+        stream: NegotiatedMedia | None = None
+        if media.port == 0 or media.media != MEDIA_AUDIO:
+            pass
+        elif media.proto.upper() not in allowed_protos:
+            warn_code = min(warn_code, WARN_INCOMPATIBLE_TRANSPORT)
+        elif not free_ports:
+            logger.debug("no port left for audio stream %d", len(streams) + 1)
+        else:
+            picked = _pick_codecs(media, codecs)
+            if picked is None:
+                warn_code = WARN_INCOMPATIBLE_MEDIA_FORMAT
+            else:
+                port = free_ports.pop(0)
+                described, stream = _answer_stream(
+                    offer, media, picked, port=port, direction=direction, ptime=ptime
+                )
+                answer_media.append(described)
+        if stream is None:
+            answer_media.append(_rejected(media))
+        streams.append(stream)
+    if not any(streams):
+        raise _not_acceptable("no acceptable audio stream in the offer", warn_code)
+    return Answer(sdp=session.describe(answer_media), streams=tuple(streams))
+
+
+def _answer_stream(
+    offer: SessionDescription,
+    media: MediaDescription,
+    picked: tuple[int, Codec, int | None],
+    *,
+    port: int,
+    direction: Direction,
+    ptime: int,
+) -> tuple[MediaDescription, NegotiatedMedia]:
+    voice_pt, voice, event_pt = picked
+    connection = offer.connection_for(media)
+    assert connection is not None  # parse_sdp guarantees c= for a non-zero port
+    offered = offer.direction_for(media)
+    if connection.is_null:
+        # RFC 3264 section 8.4: c=0.0.0.0 hold, the offerer will not receive.
+        offered = Direction.from_flags(sends=offered.sends, receives=False)
+    ours = Direction.from_flags(
+        sends=offered.receives and direction.sends,
+        receives=offered.sends and direction.receives,
+    )
+    formats: list[tuple[int, Codec, str | None]] = [(voice_pt, voice, media.fmtp(voice_pt))]
+    if event_pt is not None:
+        event = _format_of(media, event_pt)
+        assert event is not None
+        event_codec = Codec(name=event[0], clock_rate=event[1], payload_type=event_pt)
+        formats.append((event_pt, event_codec, media.fmtp(event_pt)))
+    rtcp_address, rtcp_port = _rtcp(media, connection.address)
+    stream = NegotiatedMedia(
+        remote_address=connection.address,
+        remote_port=media.port,
+        rtcp_address=rtcp_address,
+        rtcp_port=rtcp_port,
+        payload_type=voice_pt,
+        codec=voice.name,
+        clock_rate=voice.clock_rate,
+        telephone_event=event_pt,
+        direction=ours,
+        ptime=_ptime(media),
+    )
+    described = _audio_media(port=port, formats=formats, direction=ours, ptime=ptime)
+    return described, stream
+
+
+# --- Offerer ------------------------------------------------------------------------------
+
+
+def build_offer(
+    session: LocalSession,
+    *,
+    port: int,
+    codecs: Sequence[Codec] = DEFAULT_CODECS,
+    direction: Direction = Direction.SENDRECV,
+    ptime: int = DEFAULT_PTIME,
+) -> SessionDescription:
+    """Our offer: one ``m=audio`` line listing ``codecs`` in order (RFC 3264 5).
+
+    Use ``direction=Direction.SENDONLY`` for a hold re-offer (RFC 3264 section 8.4).
+
+    :raises LocalProtocolError: two codecs share a payload type, or none is voice.
+    """
+    numbers = [codec.payload_type for codec in codecs]
+    if len(set(numbers)) != len(numbers):
+        raise LocalProtocolError(f"payload types used twice in {numbers}")
+    if all(codec.is_telephone_event for codec in codecs):
+        raise LocalProtocolError("an offer needs at least one voice codec")
+    formats = [(codec.payload_type, codec, codec.fmtp) for codec in codecs]
+    media = _audio_media(port=port, formats=formats, direction=direction, ptime=ptime)
+    return session.describe([media])
+
+
+def process_answer(
+    offer: SessionDescription,
+    answer: SessionDescription,
+    *,
+    codecs: Sequence[Codec] = DEFAULT_CODECS,
+) -> NegotiatedMedia:
+    """Read the answer to our offer (RFC 3264 section 7) for its first audio stream.
+
+    The voice codec is the first format of the answer that we offered and support
+    (matched by name and clock rate, sent with the *answer's* payload type number,
+    since that is what the answerer expects to receive, RFC 3264 section 5.1).
+
+    :raises ProtocolError: the answer does not match the offer's m-lines (400), or
+        rejects the audio / picks nothing we offered (488).
+    """
+    if len(answer.media) != len(offer.media):
+        raise ProtocolError(
+            f"answer has {len(answer.media)} m-lines, offer had {len(offer.media)}"
+        )
+    for offered, answered in zip(offer.media, answer.media, strict=True):
+        if offered.port == 0 or offered.media != MEDIA_AUDIO:
+            continue
+        if answered.media != offered.media:
+            raise ProtocolError(f"answer m={answered.media} where offer had m={offered.media}")
+        if answered.port == 0:
+            continue
+        offered_codecs = [
+            Codec(name=name, clock_rate=rate, payload_type=pt, channels=channels)
+            for pt in offered.payload_types
+            if (found := _format_of(offered, pt)) is not None
+            for name, rate, channels in (found,)
+            if _find_codec(codecs, found) is not None
+        ]
+        picked = _pick_codecs(answered, offered_codecs)
+        if picked is None:
+            raise _not_acceptable("answer has no codec we offered", WARN_INCOMPATIBLE_MEDIA_FORMAT)
+        voice_pt, voice, event_pt = picked
+        ours = _find_codec(codecs, (voice.name, voice.clock_rate, voice.channels))
+        assert ours is not None
+        connection = answer.connection_for(answered)
+        assert connection is not None
+        theirs = answer.direction_for(answered)
+        if connection.is_null:
+            theirs = Direction.from_flags(sends=theirs.sends, receives=False)
+        wanted = answer_direction = theirs.reversed()
+        mine = offer.direction_for(offered)
+        answer_direction = Direction.from_flags(
+            sends=wanted.sends and mine.sends, receives=wanted.receives and mine.receives
+        )
+        rtcp_address, rtcp_port = _rtcp(answered, connection.address)
+        return NegotiatedMedia(
+            remote_address=connection.address,
+            remote_port=answered.port,
+            rtcp_address=rtcp_address,
+            rtcp_port=rtcp_port,
+            payload_type=voice_pt,
+            codec=ours.name,
+            clock_rate=ours.clock_rate,
+            telephone_event=event_pt,
+            direction=answer_direction,
+            ptime=_ptime(answered),
+        )
+    raise _not_acceptable("answer rejected every audio stream", WARN_MEDIA_TYPE_NOT_AVAILABLE)

@@ -1,0 +1,347 @@
+"""The SIP stack at the asyncio rim: transports + transaction layer + request routing.
+
+The transaction layer is sans-IO; this module gives it bytes from the transports,
+the loop's monotonic clock as ``now``, and one ``call_at`` for its next deadline. It
+is also the single boundary where the core's :class:`ProtocolError` becomes a
+response (RFC 3261 section 8.2) and where unparseable bytes are dropped with one
+DEBUG line (section 16.3 / 18.3), so that nothing the network sends can raise out
+of here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+from switch.sip.errors import BadMessage, ProtocolError
+from switch.sip.message import Request, Response, check_request, make_response, parse_message
+from switch.sip.transaction import (
+    RequestReceived,
+    ResponseReceived,
+    Timers,
+    TransactionLayer,
+    TransactionTimedOut,
+    TransactionTransportError,
+    response_destination,
+)
+from switch.transport import Address, Transports
+
+logger = logging.getLogger(__name__)
+
+# RFC 3261 section 8.1.1.7: every branch we generate starts with the magic cookie.
+MAGIC_COOKIE = "z9hG4bK"
+
+#: What the switch answers to OPTIONS (section 11.2) and in 405 responses.
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY"
+ACCEPT = "application/sdp"
+SUPPORTED = frozenset({"path", "outbound", "replaces", "timer", "100rel"})
+
+Handler = Callable[[Request, Address], Awaitable[Response | None] | Response | None]
+TraceSink = Callable[[str, bytes, Address, tuple[str, int] | None], None]
+
+
+class RequestTimeout(Exception):
+    """A client transaction got no final response (timer B or F fired)."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StackStats:
+    received: int
+    sent: int
+    dropped_unparseable: int
+    rejected: int
+
+
+class SipStack:
+    """Owns the transaction layer's clock and routes requests to handlers by method.
+
+    :param timers: T1/T2/T4 from the configuration.
+    :param user_agent: the ``User-Agent``/``Server`` value we send.
+    :param trace: called for every message in or out: direction ("in"/"out"),
+        bytes, remote address, local address.
+    """
+
+    def __init__(
+        self,
+        *,
+        timers: Timers,
+        user_agent: str,
+        udp_max_size: int = 1300,
+        tcp_idle_timeout: float = 300.0,
+        trace: TraceSink | None = None,
+    ) -> None:
+        self.layer = TransactionLayer(timers=timers)
+        self.user_agent = user_agent
+        self.trace = trace
+        self.transports = Transports(
+            on_message=self._on_message,
+            udp_max_size=udp_max_size,
+            tcp_idle_timeout=tcp_idle_timeout,
+        )
+        self.handlers: dict[str, Handler] = {}
+        self._pending: dict[str, asyncio.Future[Response]] = {}
+        self._provisional: dict[str, Callable[[Response], None]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._received = self._sent = self._dropped = self._rejected = 0
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    async def start(self, **listen: object) -> None:
+        """Open the transports (arguments as :meth:`Transports.listen`)."""
+        await self.transports.listen(**listen)  # type: ignore[arg-type]
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in list(self._tasks):
+            task.cancel()
+        for future in self._pending.values():
+            if not future.done():
+                future.cancel()
+        await self.transports.close()
+
+    def stats(self) -> StackStats:
+        return StackStats(received=self._received, sent=self._sent,
+                          dropped_unparseable=self._dropped, rejected=self._rejected)
+
+    @property
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def local_address(self, transport: str = "UDP") -> tuple[str, int]:
+        return self.transports.local.get(transport) or self.transports.local["UDP"]
+
+    # -- receiving ----------------------------------------------------------------
+
+    def _on_message(self, data: bytes, source: Address) -> None:
+        self._received += 1
+        if self.trace is not None:
+            self.trace("in", data, source, self.transports.local.get(source[0]))
+        try:
+            message = parse_message(data)
+        except BadMessage as exc:
+            self._dropped += 1
+            logger.debug("dropped unparseable message from %s:%s: %s", source[1],
+                         source[2], exc)
+            return
+
+        if isinstance(message, Request):
+            try:
+                check_request(message, supported=SUPPORTED)
+            except ProtocolError as exc:
+                self._reject(message, source, exc)
+                return
+        try:
+            events = self.layer.receive(message, source, self.now)
+        except ProtocolError as exc:
+            if isinstance(message, Request):
+                self._reject(message, source, exc)
+            else:
+                logger.debug("dropped response from %s:%s: %s", source[1], source[2], exc)
+            return
+        self._process(events)
+
+    def _reject(self, request: Request, source: Address, exc: ProtocolError) -> None:
+        """Answer a refused request statelessly (never an ACK: section 17.2.1)."""
+        self._rejected += 1
+        logger.info("[%s] %s from %s:%s refused %d %s", request.headers.get("Call-ID"),
+                    request.method, source[1], source[2], exc.status, exc.reason)
+        if request.method == "ACK":
+            return
+        try:
+            response = make_response(request, exc.status, exc.reason,
+                                     to_tag=new_tag() if exc.status != 100 else None)
+        except BadMessage:
+            return
+        for name, value in exc.headers:
+            response.headers.add(name, value)
+        self._send_stateless(response, source)
+
+    def _process(self, events: Sequence[object]) -> None:
+        for event in events:
+            if isinstance(event, RequestReceived):
+                self._dispatch(event.request, event.source, event.transaction_key)
+            elif isinstance(event, ResponseReceived):
+                self._response(event.transaction_key, event.response)
+            elif isinstance(event, TransactionTimedOut | TransactionTransportError):
+                future = self._pending.pop(event.transaction_key, None)
+                self._provisional.pop(event.transaction_key, None)
+                if future is not None and not future.done():
+                    future.set_exception(RequestTimeout(event.transaction_key))
+        self._flush()
+
+    def _response(self, key: str, response: Response) -> None:
+        if response.status < 200:
+            callback = self._provisional.get(key)
+            if callback is not None:
+                callback(response)
+            return
+        self._provisional.pop(key, None)
+        future = self._pending.pop(key, None)
+        if future is not None and not future.done():
+            future.set_result(response)
+
+    def _dispatch(self, request: Request, source: Address, key: str | None) -> None:
+        handler = self.handlers.get(request.method)
+        if handler is None:
+            if request.method == "ACK":
+                return  # an ACK for a 2xx we do not know: nothing to answer (17.1.1.3)
+            self.respond(request, self._default_response(request), transaction_key=key)
+            return
+        try:
+            result = handler(request, source)
+        except Exception as exc:
+            self.respond(request, self._failure_response(request, exc), transaction_key=key)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(self._finish(request, result, key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif result is not None:
+            self.respond(request, result, transaction_key=key)
+
+    async def _finish(
+        self, request: Request, pending: Awaitable[Response | None], key: str | None
+    ) -> None:
+        try:
+            response = await pending
+        except Exception as exc:
+            response = self._failure_response(request, exc)
+        if response is not None:
+            self.respond(request, response, transaction_key=key)
+
+    def _failure_response(self, request: Request, exc: Exception) -> Response:
+        """A handler's ProtocolError is its answer; anything else is our bug: 500."""
+        if isinstance(exc, ProtocolError):
+            return self._error_response(request, exc)
+        logger.error("[%s] handler for %s failed", request.call_id, request.method,
+                     exc_info=exc)
+        return make_response(request, 500, "Server Internal Error", to_tag=new_tag())
+
+    def _default_response(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return self.options_response(request)
+        if request.to.tag is not None:
+            # Section 12.2.2: an in-dialog request for a dialog we do not have.
+            return make_response(request, 481, "Call/Transaction Does Not Exist")
+        response = make_response(request, 405, "Method Not Allowed", to_tag=new_tag())
+        response.headers.set("Allow", ALLOW)
+        return response
+
+    def _error_response(self, request: Request, exc: ProtocolError) -> Response:
+        response = make_response(request, exc.status, exc.reason, to_tag=new_tag())
+        for name, value in exc.headers:
+            response.headers.add(name, value)
+        return response
+
+    def options_response(self, request: Request) -> Response:
+        """Section 11.2: say what we allow, accept and support."""
+        response = make_response(request, 200, "OK", to_tag=new_tag())
+        response.headers.set("Allow", ALLOW)
+        response.headers.set("Accept", ACCEPT)
+        response.headers.set("Supported", ", ".join(sorted(SUPPORTED)))
+        response.headers.set("Accept-Language", "en, ru")
+        return response
+
+    # -- sending ------------------------------------------------------------------
+
+    def respond(
+        self, request: Request, response: Response, *, transaction_key: str | None = None
+    ) -> None:
+        """Send ``response`` through the request's server transaction."""
+        response.headers.set("Server", self.user_agent)
+        try:
+            self.layer.send_response(response, self.now, transaction_key=transaction_key)
+        except Exception:
+            logger.exception("[%s] cannot send %d", request.call_id, response.status)
+        self._flush()
+
+    async def request(
+        self,
+        request: Request,
+        destination: Address,
+        *,
+        on_provisional: Callable[[Response], None] | None = None,
+    ) -> Response:
+        """Send ``request`` in a new client transaction; return its final response.
+
+        The top Via (our sent-by, a fresh branch, rport per RFC 3581) is added here.
+        A request too large for UDP goes over TCP instead (section 18.1.1).
+
+        :raises RequestTimeout: no final response before timer B/F.
+        """
+        transport = destination[0]
+        self._add_via(request, transport)
+        if transport == "UDP" and len(request.to_bytes()) > self.transports.udp_max_size:
+            destination = ("TCP", destination[1], destination[2])
+            request.headers.remove("Via")
+            self._add_via(request, "TCP")
+        request.headers.set("User-Agent", self.user_agent)
+        key = self.layer.send_request(request, destination, self.now)
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self._pending[key] = future
+        if on_provisional is not None:
+            self._provisional[key] = on_provisional
+        self._flush()
+        return await future
+
+    def _add_via(self, request: Request, transport: str) -> None:
+        host, port = self.local_address(transport)
+        branch = MAGIC_COOKIE + secrets.token_hex(8)
+        via = f"SIP/2.0/{transport} {host}:{port};branch={branch};rport"
+        existing = request.headers.get_all("Via")
+        request.headers.remove("Via")
+        request.headers.add("Via", via)
+        for value in existing:
+            request.headers.add("Via", value)
+
+    def _send_stateless(self, response: Response, source: Address) -> None:
+        response.headers.set("Server", self.user_agent)
+        destination = response_destination(response.top_via, source)
+        self._write(response.to_bytes(), destination)
+
+    def _flush(self) -> None:
+        for transmit in self.layer.take_outgoing():
+            self._write(transmit.data, transmit.destination)
+        self._reschedule()
+
+    def _write(self, data: bytes, destination: Address) -> None:
+        self._sent += 1
+        if self.trace is not None:
+            self.trace("out", data, destination, self.transports.local.get(destination[0]))
+        self.transports.send(data, destination)
+
+    # -- the clock ----------------------------------------------------------------
+
+    def _reschedule(self) -> None:
+        deadline = self.layer.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            events = self.layer.handle_timer(self.now)
+        except Exception:
+            logger.exception("transaction timer failed")
+            events = []
+        self._process(events)
+
+
+def new_tag() -> str:
+    """A From/To tag with enough randomness to be unique (section 19.3)."""
+    return secrets.token_hex(6)
