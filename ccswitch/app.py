@@ -22,7 +22,7 @@ from switch.events import new_bus
 from switch.qualify import Qualifier
 from switch.registrar import Registrar
 from switch.sip.auth import DigestServer
-from switch.sip.transaction import Timers
+from switch.sip.timers import Timers
 from switch.stack import SipStack
 from switch.transport import Address
 from switch.users import Authenticator, User, UserDirectory
@@ -38,15 +38,28 @@ def build_users(config: Config) -> UserDirectory:
     realm = config.sip.realm
     users = []
     for entry in config.users:
-        extra = {"display_name": entry.display_name, "allow_outbound": entry.allow_outbound}
+        extra = {
+            "display_name": entry.display_name,
+            "allow_outbound": entry.allow_outbound,
+        }
         if entry.password is not None:
-            users.append(User.from_password(name=entry.name, realm=realm,
-                                            password=entry.password, **extra))
+            users.append(
+                User.from_password(
+                    name=entry.name, realm=realm, password=entry.password, **extra
+                )
+            )
         else:
             assert entry.ha1_md5 is not None and entry.ha1_sha256 is not None
-            users.append(User(name=entry.name, realm=realm, ha1_md5=entry.ha1_md5,
-                              ha1_sha256=entry.ha1_sha256, display_name=entry.display_name,
-                              allow_outbound=entry.allow_outbound))
+            users.append(
+                User(
+                    name=entry.name,
+                    realm=realm,
+                    ha1_md5=entry.ha1_md5,
+                    ha1_sha256=entry.ha1_sha256,
+                    display_name=entry.display_name,
+                    allow_outbound=entry.allow_outbound,
+                )
+            )
     return UserDirectory(users)
 
 
@@ -73,8 +86,11 @@ class Switch:
         self.users = build_users(config)
         self.authenticator = Authenticator(
             directory=self.users,
-            server=DigestServer(realm=sip.realm, secret=secrets.token_bytes(32),
-                                algorithms=sip.digest_algorithms),
+            server=DigestServer(
+                realm=sip.realm,
+                secret=secrets.token_bytes(32),
+                algorithms=sip.digest_algorithms,
+            ),
         )
         reg = config.registrar
         self.registrar = Registrar(
@@ -96,7 +112,11 @@ class Switch:
         self.stack.handlers["REGISTER"] = self.registrar.handle_register
 
     def _trace(
-        self, direction: str, data: bytes, remote: Address, local: tuple[str, int] | None
+        self,
+        direction: str,
+        data: bytes,
+        remote: Address,
+        local: tuple[str, int] | None,
     ) -> None:
         assert self.trace is not None
         transport, host, port = remote
@@ -110,7 +130,11 @@ class Switch:
         await self.registrar.start()
         sip = self.config.sip
         tls_context = None
-        if sip.tls_listen_port is not None and sip.tls_certificate and sip.tls_private_key:
+        if (
+            sip.tls_listen_port is not None
+            and sip.tls_certificate
+            and sip.tls_private_key
+        ):
             tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls_context.load_cert_chain(sip.tls_certificate, sip.tls_private_key)
         await self.stack.start(

@@ -134,6 +134,7 @@ def _run(config: Config) -> int:
     # Imported here: the wiring pulls in the whole switch, which `config check`,
     # `user hash` and `--help` do not need.
     from ccswitch.app import serve as app_serve
+    from ccswitch.store import StoreError
 
     logger.info(
         "ccswitch %s starting (config %s, SIP on %s:%d)",
@@ -144,7 +145,7 @@ def _run(config: Config) -> int:
     )
     try:
         uvloop.run(_serve_until_signalled(app_serve, config))
-    except OSError as error:  # e.g. the SIP port is taken
+    except (OSError, StoreError) as error:  # the SIP port is taken, a bad database
         logger.error("cannot run: %s", error)
         return EXIT_RUNTIME_ERROR
     logger.info("stopped")

@@ -102,9 +102,16 @@ class Store:
             transport, host, port = json.loads(row[6])
             bindings.append(
                 Binding(
-                    user=row[0], contact=row[1], expires_at=row[2], q=row[3],
-                    call_id=row[4], cseq=row[5], source=(transport, host, int(port)),
-                    user_agent=row[7], registered_at=row[8], reachable=bool(row[9]),
+                    user=row[0],
+                    contact=row[1],
+                    expires_at=row[2],
+                    q=row[3],
+                    call_id=row[4],
+                    cseq=row[5],
+                    source=(transport, host, int(port)),
+                    user_agent=row[7],
+                    registered_at=row[8],
+                    reachable=bool(row[9]),
                 )
             )
         return bindings
@@ -113,9 +120,16 @@ class Store:
         await self.db.execute(
             "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                binding.user, binding.contact, binding.expires_at, binding.q,
-                binding.call_id, binding.cseq, json.dumps(list(binding.source)),
-                binding.user_agent, binding.registered_at, int(binding.reachable),
+                binding.user,
+                binding.contact,
+                binding.expires_at,
+                binding.q,
+                binding.call_id,
+                binding.cseq,
+                json.dumps(list(binding.source)),
+                binding.user_agent,
+                binding.registered_at,
+                int(binding.reachable),
             ),
         )
         await self.db.commit()

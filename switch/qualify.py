@@ -10,6 +10,7 @@ skips it (any response, even an error, proves the phone is there: RFC 3261 11.1)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -65,10 +66,8 @@ class Qualifier:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
 
     async def _run(self) -> None:
@@ -95,23 +94,39 @@ class Qualifier:
         headers.add("To", f"<{binding.contact}>")
         headers.add("Call-ID", f"{new_tag()}{new_tag()}@{host}")
         headers.add("CSeq", f"{self._cseq} OPTIONS")
-        request = Request(method="OPTIONS", uri=parse_uri(binding.contact), headers=headers)
+        request = Request(
+            method="OPTIONS", uri=parse_uri(binding.contact), headers=headers
+        )
         try:
             await self.stack.request(request, binding.source)
         except RequestTimeout:
             binding.failed_qualifies += 1
             if binding.failed_qualifies >= self.timeout_count and binding.reachable:
-                logger.warning("%s at %s stopped answering OPTIONS", binding.user,
-                               binding.contact)
+                logger.warning(
+                    "%s at %s stopped answering OPTIONS", binding.user, binding.contact
+                )
                 await self.registrar.mark(binding, reachable=False)
-                publish(self.bus, ContactReachability(at=self.clock(), user=binding.user,
-                                                      contact=binding.contact,
-                                                      reachable=False))
+                publish(
+                    self.bus,
+                    ContactReachability(
+                        at=self.clock(),
+                        user=binding.user,
+                        contact=binding.contact,
+                        reachable=False,
+                    ),
+                )
             return False
         if not binding.reachable:
             logger.info("%s at %s is reachable again", binding.user, binding.contact)
-            publish(self.bus, ContactReachability(at=self.clock(), user=binding.user,
-                                                  contact=binding.contact, reachable=True))
+            publish(
+                self.bus,
+                ContactReachability(
+                    at=self.clock(),
+                    user=binding.user,
+                    contact=binding.contact,
+                    reachable=True,
+                ),
+            )
         await self.registrar.mark(binding, reachable=True)
         return True
 

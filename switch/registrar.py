@@ -111,7 +111,9 @@ class Registrar:
     def lookup(self, user: str) -> list[Binding]:
         """Live bindings of ``user``, reachable ones first, then by q-value."""
         now = self.clock()
-        bindings = [b for b in self._bindings.get(user, {}).values() if b.expires_at > now]
+        bindings = [
+            b for b in self._bindings.get(user, {}).values() if b.expires_at > now
+        ]
         return sorted(bindings, key=lambda b: (not b.reachable, -b.q, -b.registered_at))
 
     def all_bindings(self) -> list[Binding]:
@@ -125,11 +127,22 @@ class Registrar:
         outcome = self.authenticator.check(request, now=now)
         if outcome.response is not None:
             if outcome.reason != "no credentials":
-                logger.info("REGISTER auth failed from %s:%s: %s", source[1], source[2],
-                            outcome.reason)
-                publish(self.bus, AuthenticationFailed(
-                    at=now, method="REGISTER", user=_to_user(request),
-                    source=f"{source[1]}:{source[2]}", reason=outcome.reason))
+                logger.info(
+                    "REGISTER auth failed from %s:%s: %s",
+                    source[1],
+                    source[2],
+                    outcome.reason,
+                )
+                publish(
+                    self.bus,
+                    AuthenticationFailed(
+                        at=now,
+                        method="REGISTER",
+                        user=_to_user(request),
+                        source=f"{source[1]}:{source[2]}",
+                        reason=outcome.reason,
+                    ),
+                )
             return outcome.response
         user = outcome.user
         assert user is not None
@@ -137,8 +150,9 @@ class Registrar:
         # Step 6: the authenticated user may only register their own address-of-record.
         aor_user = _to_user(request)
         if aor_user != user:
-            return make_response(request, 403, f"Forbidden: {user} may not register "
-                                 f"{aor_user}")
+            return make_response(
+                request, 403, f"Forbidden: {user} may not register {aor_user}"
+            )
 
         try:
             return await self._update_bindings(request, user, source, now)
@@ -171,19 +185,27 @@ class Registrar:
             uri = name_addr.uri
             if not isinstance(uri, SipUri):
                 raise ProtocolError("Contact must be a sip or sips URI")
-            expires = _contact_expires(name_addr.params.get("expires"), header_expires,
-                                       self.default_expires)
+            expires = _contact_expires(
+                name_addr.params.get("expires"), header_expires, self.default_expires
+            )
             # Step 7: too short a registration is refused with our minimum (423).
             if 0 < expires < self.min_expires:
-                raise ProtocolError("Interval Too Brief", status=423,
-                                    headers=(("Min-Expires", str(self.min_expires)),))
+                raise ProtocolError(
+                    "Interval Too Brief",
+                    status=423,
+                    headers=(("Min-Expires", str(self.min_expires)),),
+                )
             expires = min(expires, self.max_expires)
             updates.append((str(uri), expires, _q_value(name_addr.params.get("q"))))
 
         user_agent = request.headers.get("User-Agent")
         for contact, expires, q in updates:
             existing = current.get(contact)
-            if existing is not None and existing.call_id == call_id and cseq <= existing.cseq:
+            if (
+                existing is not None
+                and existing.call_id == call_id
+                and cseq <= existing.cseq
+            ):
                 # Step 7: an older or repeated REGISTER must not win over a newer one.
                 raise ProtocolError("Out of order CSeq for this binding", status=500)
             if expires == 0:
@@ -191,22 +213,46 @@ class Registrar:
                     await self._remove(user, contact, "unregistered")
                 continue
             binding = Binding(
-                user=user, contact=contact, expires_at=now + expires, q=q,
-                call_id=call_id, cseq=cseq, source=source, user_agent=user_agent,
+                user=user,
+                contact=contact,
+                expires_at=now + expires,
+                q=q,
+                call_id=call_id,
+                cseq=cseq,
+                source=source,
+                user_agent=user_agent,
                 registered_at=existing.registered_at if existing else now,
             )
             current[contact] = binding
             await self.store.save_binding(binding)
             if existing is None:
-                logger.info("registered %s at %s (%ss) from %s:%s", user, contact, expires,
-                            source[1], source[2])
-                publish(self.bus, RegistrationAdded(
-                    at=now, user=user, contact=contact, source=f"{source[1]}:{source[2]}",
-                    expires=expires, user_agent=user_agent))
+                logger.info(
+                    "registered %s at %s (%ss) from %s:%s",
+                    user,
+                    contact,
+                    expires,
+                    source[1],
+                    source[2],
+                )
+                publish(
+                    self.bus,
+                    RegistrationAdded(
+                        at=now,
+                        user=user,
+                        contact=contact,
+                        source=f"{source[1]}:{source[2]}",
+                        expires=expires,
+                        user_agent=user_agent,
+                    ),
+                )
             else:
                 logger.debug("refreshed %s at %s (%ss)", user, contact, expires)
-                publish(self.bus, RegistrationRefreshed(at=now, user=user, contact=contact,
-                                                        expires=expires))
+                publish(
+                    self.bus,
+                    RegistrationRefreshed(
+                        at=now, user=user, contact=contact, expires=expires
+                    ),
+                )
         return self._ok(request, user, now)
 
     def _ok(self, request: Request, user: str, now: float) -> Response:
@@ -214,11 +260,13 @@ class Registrar:
         response = make_response(request, 200, "OK")
         for binding in self.lookup(user):
             response.headers.add(
-                "Contact", f"<{binding.contact}>;expires={binding.expires_in(now)}"
-                + (f";q={binding.q:g}" if binding.q != DEFAULT_Q else "")
+                "Contact",
+                f"<{binding.contact}>;expires={binding.expires_in(now)}"
+                + (f";q={binding.q:g}" if binding.q != DEFAULT_Q else ""),
             )
-        response.headers.set("Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT",
-                                                   time.gmtime(now)))
+        response.headers.set(
+            "Date", time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(now))
+        )
         return response
 
     # -- upkeep -------------------------------------------------------------------
@@ -253,8 +301,12 @@ class Registrar:
             self._bindings.pop(user, None)
         await self.store.delete_binding(user, contact)
         logger.info("binding of %s at %s removed (%s)", user, contact, reason)
-        publish(self.bus, RegistrationRemoved(at=self.clock(), user=user, contact=contact,
-                                              reason=reason))
+        publish(
+            self.bus,
+            RegistrationRemoved(
+                at=self.clock(), user=user, contact=contact, reason=reason
+            ),
+        )
 
 
 def _to_user(request: Request) -> str | None:

@@ -18,11 +18,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from switch.sip.errors import BadMessage, ProtocolError
-from switch.sip.message import Request, Response, check_request, make_response, parse_message
+from switch.sip.message import (
+    Headers,
+    Request,
+    Response,
+    check_request,
+    make_response,
+    parse_message,
+)
+from switch.sip.timers import Timers
 from switch.sip.transaction import (
     RequestReceived,
     ResponseReceived,
-    Timers,
     TransactionLayer,
     TransactionTimedOut,
     TransactionTransportError,
@@ -36,7 +43,9 @@ logger = logging.getLogger(__name__)
 MAGIC_COOKIE = "z9hG4bK"
 
 #: What the switch answers to OPTIONS (section 11.2) and in 405 responses.
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY"
+ALLOW = (
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY"
+)
 ACCEPT = "application/sdp"
 SUPPORTED = frozenset({"path", "outbound", "replaces", "timer", "100rel"})
 
@@ -108,8 +117,12 @@ class SipStack:
         await self.transports.close()
 
     def stats(self) -> StackStats:
-        return StackStats(received=self._received, sent=self._sent,
-                          dropped_unparseable=self._dropped, rejected=self._rejected)
+        return StackStats(
+            received=self._received,
+            sent=self._sent,
+            dropped_unparseable=self._dropped,
+            rejected=self._rejected,
+        )
 
     @property
     def now(self) -> float:
@@ -128,8 +141,9 @@ class SipStack:
             message = parse_message(data)
         except BadMessage as exc:
             self._dropped += 1
-            logger.debug("dropped unparseable message from %s:%s: %s", source[1],
-                         source[2], exc)
+            logger.debug(
+                "dropped unparseable message from %s:%s: %s", source[1], source[2], exc
+            )
             return
 
         if isinstance(message, Request):
@@ -144,20 +158,33 @@ class SipStack:
             if isinstance(message, Request):
                 self._reject(message, source, exc)
             else:
-                logger.debug("dropped response from %s:%s: %s", source[1], source[2], exc)
+                logger.debug(
+                    "dropped response from %s:%s: %s", source[1], source[2], exc
+                )
             return
         self._process(events)
 
     def _reject(self, request: Request, source: Address, exc: ProtocolError) -> None:
         """Answer a refused request statelessly (never an ACK: section 17.2.1)."""
         self._rejected += 1
-        logger.info("[%s] %s from %s:%s refused %d %s", request.headers.get("Call-ID"),
-                    request.method, source[1], source[2], exc.status, exc.reason)
+        logger.info(
+            "[%s] %s from %s:%s refused %d %s",
+            request.headers.get("Call-ID"),
+            request.method,
+            source[1],
+            source[2],
+            exc.status,
+            exc.reason,
+        )
         if request.method == "ACK":
             return
         try:
-            response = make_response(request, exc.status, exc.reason,
-                                     to_tag=new_tag() if exc.status != 100 else None)
+            response = make_response(
+                request,
+                exc.status,
+                exc.reason,
+                to_tag=new_tag() if exc.status != 100 else None,
+            )
         except BadMessage:
             return
         for name, value in exc.headers:
@@ -198,7 +225,9 @@ class SipStack:
         try:
             result = handler(request, source)
         except Exception as exc:
-            self.respond(request, self._failure_response(request, exc), transaction_key=key)
+            self.respond(
+                request, self._failure_response(request, exc), transaction_key=key
+            )
             return
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(self._finish(request, result, key))
@@ -221,8 +250,9 @@ class SipStack:
         """A handler's ProtocolError is its answer; anything else is our bug: 500."""
         if isinstance(exc, ProtocolError):
             return self._error_response(request, exc)
-        logger.error("[%s] handler for %s failed", request.call_id, request.method,
-                     exc_info=exc)
+        logger.error(
+            "[%s] handler for %s failed", request.call_id, request.method, exc_info=exc
+        )
         return make_response(request, 500, "Server Internal Error", to_tag=new_tag())
 
     def _default_response(self, request: Request) -> Response:
@@ -253,12 +283,18 @@ class SipStack:
     # -- sending ------------------------------------------------------------------
 
     def respond(
-        self, request: Request, response: Response, *, transaction_key: str | None = None
+        self,
+        request: Request,
+        response: Response,
+        *,
+        transaction_key: str | None = None,
     ) -> None:
         """Send ``response`` through the request's server transaction."""
         response.headers.set("Server", self.user_agent)
         try:
-            self.layer.send_response(response, self.now, transaction_key=transaction_key)
+            self.layer.send_response(
+                response, self.now, transaction_key=transaction_key
+            )
         except Exception:
             logger.exception("[%s] cannot send %d", request.call_id, response.status)
         self._flush()
@@ -279,9 +315,12 @@ class SipStack:
         """
         transport = destination[0]
         self._add_via(request, transport)
-        if transport == "UDP" and len(request.to_bytes()) > self.transports.udp_max_size:
+        if (
+            transport == "UDP"
+            and len(request.to_bytes()) > self.transports.udp_max_size
+        ):
             destination = ("TCP", destination[1], destination[2])
-            request.headers.remove("Via")
+            request.headers = Headers(list(request.headers)[1:])
             self._add_via(request, "TCP")
         request.headers.set("User-Agent", self.user_agent)
         key = self.layer.send_request(request, destination, self.now)
@@ -293,14 +332,11 @@ class SipStack:
         return await future
 
     def _add_via(self, request: Request, transport: str) -> None:
+        """Put our Via on top (section 8.1.1.7), above any the request already has."""
         host, port = self.local_address(transport)
         branch = MAGIC_COOKIE + secrets.token_hex(8)
         via = f"SIP/2.0/{transport} {host}:{port};branch={branch};rport"
-        existing = request.headers.get_all("Via")
-        request.headers.remove("Via")
-        request.headers.add("Via", via)
-        for value in existing:
-            request.headers.add("Via", value)
+        request.headers = Headers([("Via", via), *request.headers])
 
     def _send_stateless(self, response: Response, source: Address) -> None:
         response.headers.set("Server", self.user_agent)
@@ -315,7 +351,9 @@ class SipStack:
     def _write(self, data: bytes, destination: Address) -> None:
         self._sent += 1
         if self.trace is not None:
-            self.trace("out", data, destination, self.transports.local.get(destination[0]))
+            self.trace(
+                "out", data, destination, self.transports.local.get(destination[0])
+            )
         self.transports.send(data, destination)
 
     # -- the clock ----------------------------------------------------------------

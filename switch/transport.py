@@ -15,7 +15,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from switch.sip.errors import BadMessage
 from switch.sip.message import StreamFramer
@@ -54,7 +54,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, owner: Transports) -> None:
         self._owner = owner
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int] | tuple) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self._owner._deliver(data, ("UDP", addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
@@ -143,6 +143,11 @@ class Transports:
         """Open UDP and TCP on ``host:port`` and, if configured, TLS on ``tls_port``."""
         loop = asyncio.get_running_loop()
         bind_host = host.strip("[]")
+        # Section 25.1: an IPv6 address in a Via or URI is an IPv6reference, bracketed.
+        host = f"[{bind_host}]" if ":" in bind_host else bind_host
+        if tls_host is not None:
+            tls_host = tls_host.strip("[]")
+            tls_host = f"[{tls_host}]" if ":" in tls_host else tls_host
         udp, _ = await loop.create_datagram_endpoint(
             lambda: _UdpProtocol(self), local_addr=(bind_host, port)
         )
@@ -152,7 +157,10 @@ class Transports:
         self.local["UDP"] = (host, actual_port)
 
         tcp = await loop.create_server(
-            lambda: _StreamProtocol(self, "TCP"), bind_host, actual_port, reuse_address=True
+            lambda: _StreamProtocol(self, "TCP"),
+            bind_host,
+            actual_port,
+            reuse_address=True,
         )
         self._servers.append(tcp)
         self.local["TCP"] = (host, actual_port)
@@ -169,11 +177,15 @@ class Transports:
             self._servers.append(tls)
             tls_actual = tls.sockets[0].getsockname()[1]
             self.local["TLS"] = (tls_host or host, tls_actual)
-            self._tls_client_context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+            self._tls_client_context = ssl.create_default_context(
+                ssl.Purpose.SERVER_AUTH
+            )
 
         self._reaper = asyncio.create_task(self._reap_idle())
-        logger.info("listening on %s", ", ".join(f"{t} {h}:{p}" for t, (h, p) in
-                                                 self.local.items()))
+        logger.info(
+            "listening on %s",
+            ", ".join(f"{t} {h}:{p}" for t, (h, p) in self.local.items()),
+        )
 
     async def close(self) -> None:
         """Close every socket and connection; idempotent."""
@@ -216,7 +228,9 @@ class Transports:
             conn.transport.write(data)
             conn.last_used = asyncio.get_running_loop().time()
             return
-        asyncio.get_running_loop().create_task(self._connect_and_send(data, destination))
+        asyncio.get_running_loop().create_task(
+            self._connect_and_send(data, destination)
+        )
 
     def has_connection(self, destination: Address) -> bool:
         """True if a stream connection to ``destination`` is open."""

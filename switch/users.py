@@ -34,7 +34,9 @@ class User:
     allow_outbound: bool = False
 
     @classmethod
-    def from_password(cls, *, name: str, realm: str, password: str, **extra: object) -> User:
+    def from_password(
+        cls, *, name: str, realm: str, password: str, **extra: object
+    ) -> User:
         """Hash ``password`` at once; the plain text is not kept."""
         return cls(
             name=name,
@@ -92,7 +94,9 @@ class Authenticator:
         self.directory = directory
         self.server = server
 
-    def check(self, request: Request, *, now: float, proxy: bool = False) -> AuthOutcome:
+    def check(
+        self, request: Request, *, now: float, proxy: bool = False
+    ) -> AuthOutcome:
         """Authenticate ``request`` or say how to answer it."""
         header = "Proxy-Authorization" if proxy else "Authorization"
         credentials = [
@@ -101,8 +105,11 @@ class Authenticator:
             if value.lower().startswith("digest")
         ]
         if not credentials:
-            return AuthOutcome(user=None, response=self._challenge(request, now, proxy),
-                               reason="no credentials")
+            return AuthOutcome(
+                user=None,
+                response=self._challenge(request, now, proxy),
+                reason="no credentials",
+            )
 
         stale = False
         reason = ""

@@ -161,11 +161,16 @@ class SwitchProcess:
         if self.config is not None:
             cmd += ["--config", str(self.config)]
         cmd += [
-            "--listen", f"{LOOPBACK}:{self.port}",
-            "--rtp-ports", f"{self.rtp[0]}-{self.rtp[1]}",
-            "--db", str(self.db),
-            "--log-level", "DEBUG",
-            "--sip-trace", str(self.trace_path),
+            "--listen",
+            f"{LOOPBACK}:{self.port}",
+            "--rtp-ports",
+            f"{self.rtp[0]}-{self.rtp[1]}",
+            "--db",
+            str(self.db),
+            "--log-level",
+            "DEBUG",
+            "--sip-trace",
+            str(self.trace_path),
             *self.extra_args,
         ]
         return cmd
@@ -173,8 +178,12 @@ class SwitchProcess:
     def start(self, *, timeout: float = 15.0) -> SwitchProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.command(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            self.command(),
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -184,7 +193,9 @@ class SwitchProcess:
             if reply is not None and reply.startswith(b"SIP/2.0 200"):
                 return self
         self.stop()
-        raise RuntimeError(f"ccswitch did not answer OPTIONS in {timeout}s:\n{self.log()}")
+        raise RuntimeError(
+            f"ccswitch did not answer OPTIONS in {timeout}s:\n{self.log()}"
+        )
 
     def stop(self, *, timeout: float = 10.0) -> int | None:
         if self.proc is None:
@@ -201,10 +212,16 @@ class SwitchProcess:
         return code
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return (
+            self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        )
 
     def trace(self) -> str:
-        return self.trace_path.read_text(errors="replace") if self.trace_path.exists() else ""
+        return (
+            self.trace_path.read_text(errors="replace")
+            if self.trace_path.exists()
+            else ""
+        )
 
 
 @dataclass
@@ -228,16 +245,43 @@ def run_sipp(
     media_port = free_port(pair=True)
     error_file = workdir / f"{Path(scenario).stem}-{local_port}-errors.log"
     cmd = [
-        "timeout", "-k", "5", str(int(timeout) + 10), sipp, f"{LOOPBACK}:{port}",
-        "-sf", str(SIPP_DIR / scenario),
-        "-i", LOOPBACK, "-mi", LOOPBACK, "-p", str(local_port), "-mp", str(media_port),
-        "-nostdin", "-timeout", f"{int(timeout)}s", "-timeout_error",
-        "-default_behaviors", "all,-bye",
-        "-trace_err", "-error_file", str(error_file),
+        "timeout",
+        "-k",
+        "5",
+        str(int(timeout) + 10),
+        sipp,
+        f"{LOOPBACK}:{port}",
+        "-sf",
+        str(SIPP_DIR / scenario),
+        "-i",
+        LOOPBACK,
+        "-mi",
+        LOOPBACK,
+        "-p",
+        str(local_port),
+        "-mp",
+        str(media_port),
+        "-nostdin",
+        "-timeout",
+        f"{int(timeout)}s",
+        "-timeout_error",
+        "-default_behaviors",
+        "all,-bye",
+        "-trace_err",
+        "-error_file",
+        str(error_file),
         *args,
     ]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, timeout=timeout + 20,
-                          start_new_session=True)
+    proc = subprocess.run(
+        cmd,
+        cwd=workdir,
+        capture_output=True,
+        timeout=timeout + 20,
+        start_new_session=True,
+    )
     errors = error_file.read_text(errors="replace") if error_file.exists() else ""
-    return SippResult(proc.returncode, proc.stdout.decode(errors="replace")
-                      + proc.stderr.decode(errors="replace"), errors)
+    return SippResult(
+        proc.returncode,
+        proc.stdout.decode(errors="replace") + proc.stderr.decode(errors="replace"),
+        errors,
+    )

@@ -35,7 +35,9 @@ def test_every_event_and_field_is_documented() -> None:
         assert rows, f"{cls.__name__} ({cls.name}) missing from docs/events.md"
         for field in dataclasses.fields(cls):
             if field.name != "at":
-                assert f"`{field.name}`" in rows[0], f"{cls.__name__}.{field.name} undocumented"
+                assert f"`{field.name}`" in rows[0], (
+                    f"{cls.__name__}.{field.name} undocumented"
+                )
 
 
 def test_names_are_unique() -> None:
@@ -48,8 +50,14 @@ def test_publish_emits_on_name_and_any() -> None:
     seen: list[tuple[str, Event]] = []
     bus.on("registration.added", lambda e: seen.append(("named", e)))
     bus.on(ANY, lambda e: seen.append(("any", e)))
-    event = RegistrationAdded(at=1.0, user="1001", contact="sip:1001@h", source="h:1",
-                              expires=60, user_agent=None)
+    event = RegistrationAdded(
+        at=1.0,
+        user="1001",
+        contact="sip:1001@h",
+        source="h:1",
+        expires=60,
+        user_agent=None,
+    )
     publish(bus, event)
     assert seen == [("named", event), ("any", event)]
 
@@ -61,5 +69,9 @@ def test_a_failing_listener_does_not_reach_the_publisher() -> None:
         raise RuntimeError("listener bug")
 
     bus.on("registration.added", broken)
-    publish(bus, RegistrationAdded(at=1.0, user="u", contact="c", source="s", expires=1,
-                                   user_agent=None))
+    publish(
+        bus,
+        RegistrationAdded(
+            at=1.0, user="u", contact="c", source="s", expires=1, user_agent=None
+        ),
+    )

@@ -49,11 +49,18 @@ class Phone:
     call_id: str = "reg-call-1"
     client: DigestClient | None = None
 
-    def register(self, *, contacts: list[str] | None = None, expires: int | None = 600,
-                 authorization: list[str] = ()) -> Request:  # type: ignore[assignment]
+    def register(
+        self,
+        *,
+        contacts: list[str] | None = None,
+        expires: int | None = 600,
+        authorization: list[str] = (),
+    ) -> Request:  # type: ignore[assignment]
         self.cseq += 1
-        contact_lines = "".join(f"Contact: {c}\r\n" for c in (contacts or [
-            f"<sip:{self.user}@192.0.2.10:{self.port}>"]))
+        contact_lines = "".join(
+            f"Contact: {c}\r\n"
+            for c in (contacts or [f"<sip:{self.user}@192.0.2.10:{self.port}>"])
+        )
         expires_line = f"Expires: {expires}\r\n" if expires is not None else ""
         auth_lines = "".join(f"Authorization: {a}\r\n" for a in authorization)
         data = (
@@ -90,14 +97,26 @@ def events() -> list[Event]:
 
 @pytest.fixture
 def registrar(clock: Clock, events: list[Event]) -> Registrar:
-    users = UserDirectory([User.from_password(name=n, realm=REALM, password=f"demo{n}")
-                           for n in ("1001", "1002")])
+    users = UserDirectory(
+        [
+            User.from_password(name=n, realm=REALM, password=f"demo{n}")
+            for n in ("1001", "1002")
+        ]
+    )
     bus = new_bus()
     bus.on(ANY, events.append)
-    auth = Authenticator(directory=users,
-                         server=DigestServer(realm=REALM, secret=b"k" * 32))
-    return Registrar(authenticator=auth, store=MemoryStore(), min_expires=60,
-                     max_expires=3600, default_expires=3600, bus=bus, clock=clock)
+    auth = Authenticator(
+        directory=users, server=DigestServer(realm=REALM, secret=b"k" * 32)
+    )
+    return Registrar(
+        authenticator=auth,
+        store=MemoryStore(),
+        min_expires=60,
+        max_expires=3600,
+        default_expires=3600,
+        bus=bus,
+        clock=clock,
+    )
 
 
 async def _register(registrar: Registrar, phone: Phone, **kw: object) -> Response:
@@ -106,12 +125,16 @@ async def _register(registrar: Registrar, phone: Phone, **kw: object) -> Respons
     return await registrar.handle_register(phone.answer(challenge, **kw), SOURCE)
 
 
-async def test_register_challenge_then_ok(registrar: Registrar, events: list[Event]) -> None:
+async def test_register_challenge_then_ok(
+    registrar: Registrar, events: list[Event]
+) -> None:
     phone = Phone("1001", "demo1001")
     first = await registrar.handle_register(phone.register(), SOURCE)
     assert first.status == 401
-    algorithms = [v.split("algorithm=")[1].split(",")[0]
-                  for v in first.headers.get_all("WWW-Authenticate")]
+    algorithms = [
+        v.split("algorithm=")[1].split(",")[0]
+        for v in first.headers.get_all("WWW-Authenticate")
+    ]
     assert algorithms == ["SHA-256", "MD5"]
     assert first.to.tag
 
@@ -123,8 +146,9 @@ async def test_register_challenge_then_ok(registrar: Registrar, events: list[Eve
     assert [e.name for e in events] == ["registration.added"]
 
 
-async def test_wrong_password_is_challenged_again_not_stale(registrar: Registrar,
-                                                             events: list[Event]) -> None:
+async def test_wrong_password_is_challenged_again_not_stale(
+    registrar: Registrar, events: list[Event]
+) -> None:
     phone = Phone("1001", "wrong")
     response = await _register(registrar, phone)
     assert response.status == 401
@@ -160,10 +184,14 @@ async def test_multiple_contacts_and_q_values(registrar: Registrar) -> None:
     response = await _register(registrar, phone, contacts=contacts)
     assert response.status == 200
     assert [b.contact for b in registrar.lookup("1001")] == [
-        "sip:1001@192.0.2.11:5062", "sip:1001@192.0.2.10:5062"]
+        "sip:1001@192.0.2.11:5062",
+        "sip:1001@192.0.2.10:5062",
+    ]
 
 
-async def test_unregister_one_and_wildcard(registrar: Registrar, events: list[Event]) -> None:
+async def test_unregister_one_and_wildcard(
+    registrar: Registrar, events: list[Event]
+) -> None:
     phone = Phone("1001", "demo1001")
     contacts = ["<sip:1001@192.0.2.10:5062>", "<sip:1001@192.0.2.11:5062>"]
     await _register(registrar, phone, contacts=contacts)
@@ -176,8 +204,9 @@ async def test_unregister_one_and_wildcard(registrar: Registrar, events: list[Ev
 
 
 async def test_wildcard_needs_expires_zero(registrar: Registrar) -> None:
-    response = await _register(registrar, Phone("1001", "demo1001"), contacts=["*"],
-                               expires=60)
+    response = await _register(
+        registrar, Phone("1001", "demo1001"), contacts=["*"], expires=60
+    )
     assert response.status == 400
 
 
@@ -189,8 +218,9 @@ async def test_out_of_order_cseq_is_refused(registrar: Registrar) -> None:
     assert response.status == 500
 
 
-async def test_refresh_and_expiry(registrar: Registrar, clock: Clock,
-                                  events: list[Event]) -> None:
+async def test_refresh_and_expiry(
+    registrar: Registrar, clock: Clock, events: list[Event]
+) -> None:
     phone = Phone("1001", "demo1001")
     await _register(registrar, phone, expires=120)
     clock.now += 60
@@ -204,14 +234,17 @@ async def test_refresh_and_expiry(registrar: Registrar, clock: Clock,
     assert events[-1].name == "registration.removed"
 
 
-async def test_restart_reloads_live_bindings_only(registrar: Registrar, clock: Clock) -> None:
+async def test_restart_reloads_live_bindings_only(
+    registrar: Registrar, clock: Clock
+) -> None:
     phone = Phone("1001", "demo1001")
     await _register(registrar, phone, expires=120)
     phone2 = Phone("1002", "demo1002", call_id="other")
     await _register(registrar, phone2, expires=3000)
     clock.now += 500
-    again = Registrar(authenticator=registrar.authenticator, store=registrar.store,
-                      clock=clock)
+    again = Registrar(
+        authenticator=registrar.authenticator, store=registrar.store, clock=clock
+    )
     await again.start()
     assert again.lookup("1001") == []
     assert [b.user for b in again.lookup("1002")] == ["1002"]

@@ -1072,3 +1072,58 @@ def check_request(
                 status=420,
                 headers=(("Unsupported", ", ".join(unknown)),),
             )
+
+
+def error_response(data: bytes, error: ProtocolError) -> Response | None:
+    """Best-effort answer to a request whose bytes :func:`parse_message` refused.
+
+    RFC 4475 asks for a 400 wherever one can be addressed, even when the start line or
+    a header is garbage. This salvages the Via, From, To, Call-ID and CSeq lines that
+    are readable and builds ``error.status`` / ``error.reason`` (plus
+    ``error.headers``) from them, as :func:`make_response` would.
+
+    :param data: the datagram (or framed stream message) that failed to parse.
+    :param error: the error :func:`parse_message` raised.
+    :returns: the response, or None when none may or can be sent: the bytes are a
+        response or an ACK (never answered, RFC 3261 section 17), or no top Via can be
+        read to address it (section 18.2.2).
+    """
+    if isinstance(error, FramingError):
+        if not isinstance(error.head, Request) or error.head.method == "ACK":
+            return None
+        reply = make_response(error.head, error.status, error.reason)
+    else:
+        head = bytes(data).lstrip(b"\r\n")
+        end = head.find(EMPTY_LINE)
+        text = (head if end < 0 else head[:end]).decode("utf-8", "replace")
+        lines = text.split("\r\n")
+        if lines[0][:4].upper() == "SIP/" or lines[0].split(" ")[0] == "ACK":
+            return None
+        headers = Headers()
+        for name, value in _salvage_header_lines(lines[1:]):
+            if _key(name) in _RESPONSE_COPIED:
+                headers._append(name, value)
+        reply = Response(status=error.status, reason=error.reason, headers=headers)
+        try:
+            reply.top_via  # noqa: B018 - the response must be addressable
+        except BadMessage:
+            return None
+    for name, value in error.headers:
+        reply.headers.add(name, value)
+    return reply
+
+
+def _salvage_header_lines(lines: list[str]) -> Iterator[tuple[str, str]]:
+    """The well-formed header lines among ``lines``, unfolded; bad ones are skipped."""
+    name: str | None = None
+    value = ""
+    for line in [*lines, "end-of-section:"]:
+        if line[:1] in (" ", "\t"):
+            value = f"{value} {line.strip(grammar.WSP)}"
+            continue
+        if name is not None and "\r" not in value and "\n" not in value:
+            yield name, value.strip(grammar.WSP)
+        name, colon, value = line.partition(":")
+        name = name.rstrip(grammar.WSP)
+        if not colon or not grammar.HEADER_NAME.fullmatch(name):
+            name = None

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from switch.sip.errors import LocalProtocolError, ProtocolError
@@ -50,9 +50,12 @@ from switch.sip.sdp import (
 
 logger = logging.getLogger(__name__)
 
+# (encoding name, clock rate, channels) of a payload type as an SDP states it.
+Format = tuple[str, int, int]
+
 # --- RFC 3551 section 6, tables 4 and 5: static payload types ---------------------------
 # payload type -> (encoding name, clock rate, channels)
-STATIC_PAYLOAD_TYPES: dict[int, tuple[str, int, int]] = {
+STATIC_PAYLOAD_TYPES: dict[int, Format] = {
     0: ("PCMU", 8000, 1),
     3: ("GSM", 8000, 1),
     4: ("G723", 8000, 1),
@@ -128,28 +131,28 @@ class Codec:
         static = STATIC_PAYLOAD_TYPES.get(self.payload_type)
         if self.payload_type in DYNAMIC_PAYLOAD_TYPES:
             return
-        if static is None or not self.matches(static[0], static[1], static[2]):
+        if static is None or not self.matches(static):
             # RFC 3551 section 3: a static number means exactly its table entry.
-            raise LocalProtocolError(f"{self.name}/{self.clock_rate} cannot use PT {self}")
+            raise LocalProtocolError(
+                f"{self.name}/{self.clock_rate} cannot use payload type {self.payload_type}"
+            )
 
     @property
     def is_telephone_event(self) -> bool:
         return self.name.lower() == TELEPHONE_EVENT
 
-    def matches(self, name: str, clock_rate: int, channels: int) -> bool:
+    def matches(self, found: Format) -> bool:
+        """Same encoding as a (name, clock rate, channels) read from SDP."""
+        name, clock_rate, channels = found
         return (
             name.lower() == self.name.lower()
             and clock_rate == self.clock_rate
             and channels == self.channels
         )
 
-    def rtpmap(self, payload_type: int | None = None) -> RtpMap:
-        return RtpMap(
-            payload_type=self.payload_type if payload_type is None else payload_type,
-            encoding_name=self.name,
-            clock_rate=self.clock_rate,
-            encoding_parameters=None if self.channels == 1 else str(self.channels),
-        )
+    @property
+    def format(self) -> Format:
+        return self.name, self.clock_rate, self.channels
 
 
 PCMU = Codec(name="PCMU", clock_rate=8000, payload_type=0)
@@ -246,12 +249,14 @@ class LocalSession:
             connection=self.connection(),
             media=tuple(media),
         )
-        if self._last is not None and replace(
-            self._last, origin=description.origin
-        ) != description:
+        if (
+            self._last is not None
+            and replace(self._last, origin=description.origin) != description
+        ):
             self.sess_version += 1
             description = replace(
-                description, origin=replace(description.origin, sess_version=self.sess_version)
+                description,
+                origin=replace(description.origin, sess_version=self.sess_version),
             )
         self._last = description
         return description
@@ -260,7 +265,7 @@ class LocalSession:
 # --- Helpers ------------------------------------------------------------------------------
 
 
-def _format_of(media: MediaDescription, payload_type: int) -> tuple[str, int, int] | None:
+def _format_of(media: MediaDescription, payload_type: int) -> Format | None:
     """(name, clock rate, channels) of a payload type: rtpmap first, then RFC 3551."""
     rtpmap = media.rtpmaps.get(payload_type)
     if rtpmap is not None:
@@ -268,34 +273,61 @@ def _format_of(media: MediaDescription, payload_type: int) -> tuple[str, int, in
     return STATIC_PAYLOAD_TYPES.get(payload_type)
 
 
-def _find_codec(codecs: Sequence[Codec], found: tuple[str, int, int]) -> Codec | None:
-    for codec in codecs:
-        if codec.matches(*found):
-            return codec
-    return None
+def _find_codec(codecs: Sequence[Codec], found: Format) -> Codec | None:
+    return next((codec for codec in codecs if codec.matches(found)), None)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Picked:
+    voice_pt: int
+    voice: Codec
+    event_pt: int | None
+    event: Format | None
 
 
 def _pick_codecs(
-    media: MediaDescription, codecs: Sequence[Codec]
-) -> tuple[int, Codec, int | None] | None:
-    """(voice PT, our codec, telephone-event PT) from the formats in ``media``'s order."""
+    media: MediaDescription, codecs: Sequence[Codec], allowed: Collection[Format] | None
+) -> _Picked | None:
+    """The first voice codec of ``media`` (its order) we support, and telephone-event.
+
+    :param allowed: if given, only formats in it (name lower-cased) are considered.
+    """
     voice: tuple[int, Codec] | None = None
-    events: list[tuple[int, int]] = []  # (PT, clock rate)
+    events: list[tuple[int, Format]] = []
     for payload_type in media.payload_types:
         found = _format_of(media, payload_type)
-        if found is None:
+        if found is None or (allowed is not None and _key(found) not in allowed):
             continue
         codec = _find_codec(codecs, found)
-        if codec is None:
+        if codec is None or codec.name.upper() == COMFORT_NOISE:
             continue
         if codec.is_telephone_event:
-            events.append((payload_type, codec.clock_rate))
+            events.append((payload_type, found))
         elif voice is None:
             voice = (payload_type, codec)
     if voice is None:
         return None
-    event = next((pt for pt, rate in events if rate == voice[1].clock_rate), None)
-    return voice[0], voice[1], event
+    voice_pt, voice_codec = voice
+    # RFC 4733 section 7.1.1: events use the clock rate of the voice codec.
+    event_pt, event = next(
+        ((pt, found) for pt, found in events if found[1] == voice_codec.clock_rate),
+        (None, None),
+    )
+    return _Picked(voice_pt=voice_pt, voice=voice_codec, event_pt=event_pt, event=event)
+
+
+def _key(found: Format) -> Format:
+    return found[0].lower(), found[1], found[2]
+
+
+def _rtpmap(payload_type: int, found: Format) -> RtpMap:
+    name, clock_rate, channels = found
+    return RtpMap(
+        payload_type=payload_type,
+        encoding_name=name,
+        clock_rate=clock_rate,
+        encoding_parameters=None if channels == 1 else str(channels),
+    )
 
 
 def _rtcp(media: MediaDescription, address: str) -> tuple[str, int]:
@@ -310,22 +342,24 @@ def _rtcp(media: MediaDescription, address: str) -> tuple[str, int]:
 def _audio_media(
     *,
     port: int,
-    formats: Sequence[tuple[int, Codec, str | None]],
+    formats: Sequence[tuple[RtpMap, str | None]],
     direction: Direction,
     ptime: int,
 ) -> MediaDescription:
     attributes: list[Attribute] = []
-    for payload_type, codec, fmtp in formats:
-        attributes.append(Attribute(name="rtpmap", value=str(codec.rtpmap(payload_type))))
+    for rtpmap, fmtp in formats:
+        attributes.append(Attribute(name="rtpmap", value=str(rtpmap)))
         if fmtp is not None:
-            attributes.append(Attribute(name="fmtp", value=f"{payload_type} {fmtp}"))
+            attributes.append(
+                Attribute(name="fmtp", value=f"{rtpmap.payload_type} {fmtp}")
+            )
     attributes.append(Attribute(name="ptime", value=str(ptime)))
     attributes.append(Attribute(name=direction.value))
     return MediaDescription(
         media=MEDIA_AUDIO,
         port=port,
         proto=RTP_AVP,
-        formats=tuple(str(payload_type) for payload_type, _, _ in formats),
+        formats=tuple(str(rtpmap.payload_type) for rtpmap, _ in formats),
         attributes=tuple(attributes),
     )
 
@@ -378,20 +412,20 @@ def answer_offer(
     allowed_protos = {proto.upper() for proto in protos}
     answer_media: list[MediaDescription] = []
     streams: list[NegotiatedMedia | None] = []
-    warn_code = WARN_MEDIA_TYPE_NOT_AVAILABLE
+    bad_transport = bad_codecs = False
     free_ports = list(ports)
     for media in offer.media:
         stream: NegotiatedMedia | None = None
         if media.port == 0 or media.media != MEDIA_AUDIO:
             pass
         elif media.proto.upper() not in allowed_protos:
-            warn_code = min(warn_code, WARN_INCOMPATIBLE_TRANSPORT)
+            bad_transport = True
         elif not free_ports:
             logger.debug("no port left for audio stream %d", len(streams) + 1)
         else:
-            picked = _pick_codecs(media, codecs)
+            picked = _pick_codecs(media, codecs, None)
             if picked is None:
-                warn_code = WARN_INCOMPATIBLE_MEDIA_FORMAT
+                bad_codecs = True
             else:
                 port = free_ports.pop(0)
                 described, stream = _answer_stream(
@@ -401,52 +435,71 @@ def answer_offer(
         if stream is None:
             answer_media.append(_rejected(media))
         streams.append(stream)
-    if not any(streams):
-        raise _not_acceptable("no acceptable audio stream in the offer", warn_code)
+    if all(stream is None for stream in streams):
+        if bad_codecs:
+            raise _not_acceptable("no common codec", WARN_INCOMPATIBLE_MEDIA_FORMAT)
+        if bad_transport:
+            raise _not_acceptable("no supported transport", WARN_INCOMPATIBLE_TRANSPORT)
+        raise _not_acceptable("no audio stream", WARN_MEDIA_TYPE_NOT_AVAILABLE)
     return Answer(sdp=session.describe(answer_media), streams=tuple(streams))
 
 
 def _answer_stream(
     offer: SessionDescription,
     media: MediaDescription,
-    picked: tuple[int, Codec, int | None],
+    picked: _Picked,
     *,
     port: int,
     direction: Direction,
     ptime: int,
 ) -> tuple[MediaDescription, NegotiatedMedia]:
-    voice_pt, voice, event_pt = picked
-    connection = offer.connection_for(media)
-    assert connection is not None  # parse_sdp guarantees c= for a non-zero port
-    offered = offer.direction_for(media)
-    if connection.is_null:
-        # RFC 3264 section 8.4: c=0.0.0.0 hold, the offerer will not receive.
-        offered = Direction.from_flags(sends=offered.sends, receives=False)
-    ours = Direction.from_flags(
-        sends=offered.receives and direction.sends,
-        receives=offered.sends and direction.receives,
+    stream = _negotiated(offer, media, picked, wanted=direction)
+    formats = [
+        (_rtpmap(picked.voice_pt, picked.voice.format), media.fmtp(picked.voice_pt))
+    ]
+    if picked.event_pt is not None and picked.event is not None:
+        formats.append(
+            (_rtpmap(picked.event_pt, picked.event), media.fmtp(picked.event_pt))
+        )
+    described = _audio_media(
+        port=port, formats=formats, direction=stream.direction, ptime=ptime
     )
-    formats: list[tuple[int, Codec, str | None]] = [(voice_pt, voice, media.fmtp(voice_pt))]
-    if event_pt is not None:
-        event = _format_of(media, event_pt)
-        assert event is not None
-        event_codec = Codec(name=event[0], clock_rate=event[1], payload_type=event_pt)
-        formats.append((event_pt, event_codec, media.fmtp(event_pt)))
+    return described, stream
+
+
+def _negotiated(
+    remote: SessionDescription,
+    media: MediaDescription,
+    picked: _Picked,
+    *,
+    wanted: Direction,
+) -> NegotiatedMedia:
+    """The stream a remote media description sets up, with OUR direction in it."""
+    connection = remote.connection_for(media)
+    assert connection is not None  # parse_sdp guarantees c= for a non-zero port
+    theirs = remote.direction_for(media)
+    if connection.is_null:
+        # RFC 3264 section 8.4: c=0.0.0.0 is the old hold; the peer will not receive.
+        theirs = Direction.from_flags(sends=theirs.sends, receives=False)
+    # RFC 3264 section 6.1: we may send only what they receive, and receive only
+    # what they send, and never more than we want.
+    ours = Direction.from_flags(
+        sends=theirs.receives and wanted.sends,
+        receives=theirs.sends and wanted.receives,
+    )
     rtcp_address, rtcp_port = _rtcp(media, connection.address)
-    stream = NegotiatedMedia(
+    return NegotiatedMedia(
         remote_address=connection.address,
         remote_port=media.port,
         rtcp_address=rtcp_address,
         rtcp_port=rtcp_port,
-        payload_type=voice_pt,
-        codec=voice.name,
-        clock_rate=voice.clock_rate,
-        telephone_event=event_pt,
+        payload_type=picked.voice_pt,
+        codec=picked.voice.name,
+        clock_rate=picked.voice.clock_rate,
+        telephone_event=picked.event_pt,
         direction=ours,
         ptime=_ptime(media),
     )
-    described = _audio_media(port=port, formats=formats, direction=ours, ptime=ptime)
-    return described, stream
 
 
 # --- Offerer ------------------------------------------------------------------------------
@@ -471,7 +524,9 @@ def build_offer(
         raise LocalProtocolError(f"payload types used twice in {numbers}")
     if all(codec.is_telephone_event for codec in codecs):
         raise LocalProtocolError("an offer needs at least one voice codec")
-    formats = [(codec.payload_type, codec, codec.fmtp) for codec in codecs]
+    formats = [
+        (_rtpmap(codec.payload_type, codec.format), codec.fmtp) for codec in codecs
+    ]
     media = _audio_media(port=port, formats=formats, direction=direction, ptime=ptime)
     return session.describe([media])
 
@@ -499,43 +554,27 @@ def process_answer(
         if offered.port == 0 or offered.media != MEDIA_AUDIO:
             continue
         if answered.media != offered.media:
-            raise ProtocolError(f"answer m={answered.media} where offer had m={offered.media}")
+            raise ProtocolError(
+                f"answer m={answered.media} where offer had m={offered.media}"
+            )
         if answered.port == 0:
             continue
-        offered_codecs = [
-            Codec(name=name, clock_rate=rate, payload_type=pt, channels=channels)
-            for pt in offered.payload_types
-            if (found := _format_of(offered, pt)) is not None
-            for name, rate, channels in (found,)
-            if _find_codec(codecs, found) is not None
-        ]
-        picked = _pick_codecs(answered, offered_codecs)
+        offered_formats = {
+            _key(found)
+            for payload_type in offered.payload_types
+            if (found := _format_of(offered, payload_type)) is not None
+        }
+        picked = _pick_codecs(answered, codecs, offered_formats)
         if picked is None:
-            raise _not_acceptable("answer has no codec we offered", WARN_INCOMPATIBLE_MEDIA_FORMAT)
-        voice_pt, voice, event_pt = picked
-        ours = _find_codec(codecs, (voice.name, voice.clock_rate, voice.channels))
-        assert ours is not None
-        connection = answer.connection_for(answered)
-        assert connection is not None
-        theirs = answer.direction_for(answered)
-        if connection.is_null:
-            theirs = Direction.from_flags(sends=theirs.sends, receives=False)
-        wanted = answer_direction = theirs.reversed()
-        mine = offer.direction_for(offered)
-        answer_direction = Direction.from_flags(
-            sends=wanted.sends and mine.sends, receives=wanted.receives and mine.receives
+            raise _not_acceptable(
+                "answer has no codec we offered", WARN_INCOMPATIBLE_MEDIA_FORMAT
+            )
+        # TODO: RFC 3264 section 6.1 lets the answerer renumber (SHOULD keep ours);
+        # then we send with its number but receive with ours, and NegotiatedMedia
+        # carries only one. Cost: such a peer's RTP is dropped as unknown PT.
+        return _negotiated(
+            answer, answered, picked, wanted=offer.direction_for(offered)
         )
-        rtcp_address, rtcp_port = _rtcp(answered, connection.address)
-        return NegotiatedMedia(
-            remote_address=connection.address,
-            remote_port=answered.port,
-            rtcp_address=rtcp_address,
-            rtcp_port=rtcp_port,
-            payload_type=voice_pt,
-            codec=ours.name,
-            clock_rate=ours.clock_rate,
-            telephone_event=event_pt,
-            direction=answer_direction,
-            ptime=_ptime(answered),
-        )
-    raise _not_acceptable("answer rejected every audio stream", WARN_MEDIA_TYPE_NOT_AVAILABLE)
+    raise _not_acceptable(
+        "answer rejected every audio stream", WARN_MEDIA_TYPE_NOT_AVAILABLE
+    )

@@ -542,9 +542,7 @@ def _sent_by(via: Via) -> str:
 def _server_key(
     via: Via, method: str, from_tag: str | None, call_id: str, cseq_number: int
 ) -> str:
-    # RFC 3261 17.2.3: an ACK belongs to the INVITE transaction.
-    if method == "ACK":
-        method = "INVITE"
+    # The caller passes INVITE for an ACK: RFC 3261 17.2.3 matches it to the INVITE.
     branch = via.branch
     if branch is not None and branch.startswith(MAGIC_COOKIE):
         # RFC 3261 17.2.3: branch, sent-by and method.
@@ -760,8 +758,7 @@ class Transaction:
             if self._ack_bytes is not None:
                 self._transmit(self._ack_bytes)
         elif action is _A.RETRANSMIT_REQUEST:
-            if self._request_bytes is not None:
-                self._transmit(self._request_bytes)
+            self._transmit(self._request_bytes or self.request.to_bytes())
         elif action is _A.SEND_RESPONSE:
             if isinstance(message, Response):
                 self.last_response = message

@@ -83,7 +83,9 @@ def test_transcoding_matches_audioop_through_linear(audioop: ModuleType) -> None
 def test_encode_of_decode_is_identity_except_negative_zero() -> None:
     ulaw = g711.ulaw_encode(g711.ulaw_decode(ALL_CODES))
     assert list(np.nonzero(ulaw != ALL_CODES)[0]) == [0x7F]  # mu-law -0 becomes +0
-    np.testing.assert_array_equal(g711.alaw_encode(g711.alaw_decode(ALL_CODES)), ALL_CODES)
+    np.testing.assert_array_equal(
+        g711.alaw_encode(g711.alaw_decode(ALL_CODES)), ALL_CODES
+    )
 
 
 def test_silence_codes() -> None:
@@ -113,7 +115,9 @@ def test_batches_of_streams_convert_like_single_frames(encode, decode) -> None: 
 def test_non_contiguous_and_list_inputs() -> None:
     frames = np.arange(-800, 800, dtype=np.int16).reshape(10, 160)
     column = frames[:, 5]  # a strided view
-    np.testing.assert_array_equal(g711.ulaw_encode(column), g711.ulaw_encode(column.copy()))
+    np.testing.assert_array_equal(
+        g711.ulaw_encode(column), g711.ulaw_encode(column.copy())
+    )
     assert g711.alaw_encode([0, 1000, -1000]).tolist() == (
         g711.alaw_encode(np.array([0, 1000, -1000], np.int16)).tolist()
     )
@@ -147,5 +151,7 @@ def test_1khz_tone_survives_encode_transcode_decode() -> None:
         assert level == pytest.approx(-10.0, abs=0.2)
         # companding noise stays well below the tone (G.711 SQNR is about 35 dB)
         noise = received.astype(np.float64) - original
-        snr = 10 * np.log10(np.mean(original.astype(np.float64) ** 2) / np.mean(noise**2))
+        snr = 10 * np.log10(
+            np.mean(original.astype(np.float64) ** 2) / np.mean(noise**2)
+        )
         assert snr > 30.0

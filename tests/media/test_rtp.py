@@ -47,7 +47,14 @@ def _check_parse(data: bytes) -> RtpPacket | None:
         packet = RtpPacket.parse(data)
     except RtpError as exc:
         assert header is None, exc.reason
-        assert exc.reason in {"short", "version", "padding", "extension", "csrc", "too_big"}
+        assert exc.reason in {
+            "short",
+            "version",
+            "padding",
+            "extension",
+            "csrc",
+            "too_big",
+        }
         return None
     assert header is not None
     pt, marker, sequence, timestamp, ssrc, start, end = header
@@ -152,7 +159,9 @@ def test_padding_cannot_eat_the_extension() -> None:
 def test_extension_lies() -> None:
     base = bytes.fromhex("9000000100000002 00000003")  # X bit set
     assert _reason(base + b"\xbe\xde") == "extension"  # no room for its header
-    assert _reason(base + b"\xbe\xde\x00\x02" + b"1234") == "extension"  # 2 words, has 1
+    assert (
+        _reason(base + b"\xbe\xde\x00\x02" + b"1234") == "extension"
+    )  # 2 words, has 1
     assert _reason(base + b"\xbe\xde\xff\xff" + b"1234") == "extension"
     packet = RtpPacket.parse(base + b"\xbe\xde\x00\x01" + b"1234" + b"pay")
     assert packet.extension == RtpExtension(0xBEDE, b"1234")
@@ -175,7 +184,15 @@ def test_too_big_datagram() -> None:
 def test_peek_header_honours_size_not_buffer_length() -> None:
     buffer = bytearray(2048)
     buffer[: len(SIMPLE)] = SIMPLE
-    assert peek_header(buffer, len(SIMPLE)) == (0, True, 0x1234, 0x11223344, 0xDEADBEEF, 12, 16)
+    assert peek_header(buffer, len(SIMPLE)) == (
+        0,
+        True,
+        0x1234,
+        0x11223344,
+        0xDEADBEEF,
+        12,
+        16,
+    )
     assert peek_header(memoryview(buffer), 11) is None
 
 
@@ -377,7 +394,15 @@ def test_fuzz_build_parse_round_trip(
     padding: int,
 ) -> None:
     packet = RtpPacket(
-        payload_type, sequence, timestamp, ssrc, marker, payload, csrc, extension, padding
+        payload_type,
+        sequence,
+        timestamp,
+        ssrc,
+        marker,
+        payload,
+        csrc,
+        extension,
+        padding,
     )
     assert _check_parse(packet.to_bytes()) == packet
 

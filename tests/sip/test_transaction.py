@@ -135,9 +135,9 @@ def send_times(fired: list[Fired]) -> list[float]:
     return [item.when for item in fired for _ in item.outgoing]
 
 
-def client(req: Request, peer: Address = UDP_PEER, **kwargs: object) -> tuple[
-    TransactionLayer, str
-]:
+def client(
+    req: Request, peer: Address = UDP_PEER, **kwargs: object
+) -> tuple[TransactionLayer, str]:
     layer = TransactionLayer(**kwargs)  # type: ignore[arg-type]
     key = layer.send_request(req, peer, 0.0)
     assert [t.data for t in layer.take_outgoing()] == [req.to_bytes()]
@@ -252,7 +252,11 @@ def test_is_reliable() -> None:
         ("SIP/2.0/TLS a.example", None, ("TLS", "a.example", 5061)),
         ("SIP/2.0/UDP a.example:5070", None, ("UDP", "a.example", 5070)),
         # received wins over sent-by.
-        ("SIP/2.0/UDP a.example:5070;received=203.0.113.9", None, ("UDP", "203.0.113.9", 5070)),
+        (
+            "SIP/2.0/UDP a.example:5070;received=203.0.113.9",
+            None,
+            ("UDP", "203.0.113.9", 5070),
+        ),
         # 18.2.1: a source stands in for a missing received.
         ("SIP/2.0/UDP a.example:5070", UDP_PEER, ("UDP", "192.0.2.10", 5070)),
         (
@@ -261,23 +265,37 @@ def test_is_reliable() -> None:
             ("UDP", "203.0.113.9", 5060),
         ),
         # RFC 3581: rport sends back to the source port.
-        ("SIP/2.0/UDP a.example:5070;rport", ("UDP", "192.0.2.10", 34567), (
-            "UDP", "192.0.2.10", 34567)),
-        ("SIP/2.0/UDP a.example;rport=4444;received=203.0.113.9", None, (
-            "UDP", "203.0.113.9", 4444)),
+        (
+            "SIP/2.0/UDP a.example:5070;rport",
+            ("UDP", "192.0.2.10", 34567),
+            ("UDP", "192.0.2.10", 34567),
+        ),
+        (
+            "SIP/2.0/UDP a.example;rport=4444;received=203.0.113.9",
+            None,
+            ("UDP", "203.0.113.9", 4444),
+        ),
         ("SIP/2.0/UDP a.example;rport", None, ("UDP", "a.example", 5060)),
         # Reliable: the connection the request came over.
         ("SIP/2.0/TCP a.example:5070", TCP_PEER, TCP_PEER),
         # Multicast.
-        ("SIP/2.0/UDP a.example;maddr=239.255.255.1", UDP_PEER, (
-            "UDP", "239.255.255.1", 5060)),
+        (
+            "SIP/2.0/UDP a.example;maddr=239.255.255.1",
+            UDP_PEER,
+            ("UDP", "239.255.255.1", 5060),
+        ),
         # RFC 5118: brackets dropped for the socket address.
         ("SIP/2.0/UDP [2001:db8::1]:5062", None, ("UDP", "2001:db8::1", 5062)),
-        ("SIP/2.0/UDP [2001:db8::1];received=[2001:db8::2]", None, (
-            "UDP", "2001:db8::2", 5060)),
+        (
+            "SIP/2.0/UDP [2001:db8::1];received=[2001:db8::2]",
+            None,
+            ("UDP", "2001:db8::2", 5060),
+        ),
     ],
 )
-def test_response_destination(via: str, source: Address | None, expected: Address) -> None:
+def test_response_destination(
+    via: str, source: Address | None, expected: Address
+) -> None:
     assert response_destination(parse_via(via), source) == expected
 
 
@@ -312,7 +330,10 @@ def test_make_non_2xx_ack_follows_17_1_1_3() -> None:
     assert ack.method == "ACK"
     assert str(ack.uri) == "sip:bob@server.example"
     assert [str(via) for via in ack.vias] == [str(invite.top_via)]
-    assert ack.headers.get_all("Route") == ["<sip:p1.example;lr>", "<sip:p2.example;lr>"]
+    assert ack.headers.get_all("Route") == [
+        "<sip:p1.example;lr>",
+        "<sip:p2.example;lr>",
+    ]
     assert ack.to.tag == "t486"
     assert ack.from_.tag == "fromtag"
     assert ack.call_id == "call-1"
@@ -336,7 +357,10 @@ def test_request_received_checks_its_fields() -> None:
         RequestReceived(request=request(), source=UDP_PEER, transaction_key=None)
     with pytest.raises(LocalProtocolError, match="cannot cancel"):
         RequestReceived(
-            request=request(), source=UDP_PEER, transaction_key="k", cancelled_transaction_key="x"
+            request=request(),
+            source=UDP_PEER,
+            transaction_key="k",
+            cancelled_transaction_key="x",
         )
     ack = RequestReceived(request=request("ACK"), source=UDP_PEER, transaction_key=None)
     assert ack.cancelled_transaction_key is None
@@ -385,7 +409,7 @@ def test_invite_client_timers_scale_with_t1() -> None:
 
 
 def test_invite_client_over_tcp_never_retransmits() -> None:
-    layer, key = client(request(transport="TCP"), TCP_PEER)
+    layer, _ = client(request(transport="TCP"), TCP_PEER)
     assert layer.next_deadline() == 32.0
     fired = run_until(layer, 100.0)
     assert send_times(fired) == []
@@ -411,6 +435,16 @@ def test_invite_client_provisional_stops_retransmission() -> None:
     assert layer.receive(again, UDP_PEER, 1.0) == [
         ResponseReceived(response=again, transaction_key=key)
     ]
+
+
+def test_cancelled_timers_never_fire() -> None:
+    req = request()
+    layer, key = client(req)
+    layer.receive(respond(req, 180), UDP_PEER, 0.1)
+    # Straight to a late handle_timer: the stale A and B entries are skipped.
+    assert layer.handle_timer(100.0) == []
+    assert layer.take_outgoing() == []
+    assert layer.transaction_state(key) is S.PROCEEDING
 
 
 def test_invite_client_non_2xx_final_is_acked_by_the_transaction() -> None:
@@ -511,7 +545,9 @@ def test_invite_client_2xx_from_proceeding() -> None:
 def test_invite_client_transport_error(setup: str) -> None:
     req = request()
     layer, key = client(req)
-    status = {"calling": None, "proceeding": 180, "completed": 486, "accepted": 200}[setup]
+    status = {"calling": None, "proceeding": 180, "completed": 486, "accepted": 200}[
+        setup
+    ]
     if status is not None:
         layer.receive(respond(req, status), UDP_PEER, 0.1)
     assert layer.transport_error(key, 0.2) == [
@@ -585,7 +621,7 @@ def test_non_invite_client_final_straight_from_trying_over_tcp() -> None:
 
 def test_non_invite_client_timer_f_in_proceeding_over_tcp() -> None:
     req = request("OPTIONS", transport="TCP")
-    layer, key = client(req, TCP_PEER)
+    layer, _ = client(req, TCP_PEER)
     layer.receive(respond(req, 100), TCP_PEER, 0.3)
     fired = run_until(layer, 100.0)
     assert [item.when for item in fired] == [32.0]
@@ -632,7 +668,9 @@ def test_send_request_ack_is_stateless() -> None:
     ack = request("ACK", branch="z9hG4bKack", to_tag="t")
     key = layer.send_request(ack, UDP_PEER, 0.0)
     assert key
-    assert layer.take_outgoing() == [Transmit(data=ack.to_bytes(), destination=UDP_PEER)]
+    assert layer.take_outgoing() == [
+        Transmit(data=ack.to_bytes(), destination=UDP_PEER)
+    ]
     assert len(layer) == 0
     assert layer.next_deadline() is None
     # The same ACK again (the TU re-ACKing a 2xx retransmission) is fine.
@@ -711,7 +749,9 @@ def test_invite_server_timer_g_resends_the_final_until_timer_h() -> None:
     layer, key = server(req)
     busy = make_response(req, 486, to_tag="tt")
     layer.send_response(busy, 0.0)
-    assert layer.take_outgoing() == [Transmit(data=busy.to_bytes(), destination=UDP_PEER)]
+    assert layer.take_outgoing() == [
+        Transmit(data=busy.to_bytes(), destination=UDP_PEER)
+    ]
     assert layer.transaction_state(key) is S.COMPLETED
     fired = run_until(layer, 100.0)
     assert send_times(fired) == [
@@ -752,7 +792,9 @@ def test_invite_server_over_tcp_has_no_timer_g_and_zero_timer_i() -> None:
     layer, key = server(req, TCP_PEER)
     busy = make_response(req, 600, to_tag="tt")
     layer.send_response(busy, 1.0)
-    assert layer.take_outgoing() == [Transmit(data=busy.to_bytes(), destination=TCP_PEER)]
+    assert layer.take_outgoing() == [
+        Transmit(data=busy.to_bytes(), destination=TCP_PEER)
+    ]
     assert layer.next_deadline() == 33.0  # H only
     layer.receive(make_non_2xx_ack(req, busy), TCP_PEER, 2.0)
     assert layer.next_deadline() == 2.0
@@ -811,7 +853,9 @@ def test_server_misuse_terminates_the_transaction() -> None:
     layer, key = server(req)
     layer.send_response(make_response(req, 486, to_tag="tt"), 0.0)
     layer.take_outgoing()
-    with pytest.raises(LocalProtocolError, match="cannot take '1xx from TU' in Completed"):
+    with pytest.raises(
+        LocalProtocolError, match="cannot take '1xx from TU' in Completed"
+    ):
         layer.send_response(make_response(req, 180, to_tag="tt"), 0.1)
     assert layer.transaction_state(key) is None
     assert layer.next_deadline() is None
@@ -828,7 +872,9 @@ def test_misuse_events_flush_through_receive_and_transport_error() -> None:
     layer.send_response(make_response(req, 200, to_tag="tt"), 0.0)
     with pytest.raises(LocalProtocolError):
         layer.send_response(make_response(req, 200, to_tag="tt"), 0.0)
-    assert layer.transport_error("unknown", 0.1) == [TransactionTerminated(transaction_key=key)]
+    assert layer.transport_error("unknown", 0.1) == [
+        TransactionTerminated(transaction_key=key)
+    ]
     layer2, key2 = server(req)
     layer2.send_response(make_response(req, 200, to_tag="tt"), 0.0)
     with pytest.raises(LocalProtocolError):
@@ -871,7 +917,9 @@ def test_non_invite_server_walk() -> None:
     assert statuses(layer.take_outgoing()) == [200]
     fired = run_until(layer, 100.0)
     assert send_times(fired) == []
-    assert [item.events for item in fired] == [[TransactionTerminated(transaction_key=key)]]
+    assert [item.events for item in fired] == [
+        [TransactionTerminated(transaction_key=key)]
+    ]
 
 
 @pytest.mark.parametrize("status", [200, 403])
@@ -943,7 +991,7 @@ def test_cancel_matches_the_invite_by_branch() -> None:
     layer.send_response(make_response(invite, 487, to_tag="tt"), 0.2)
     assert statuses(layer.take_outgoing()) == [200, 487]
     # A CANCEL matching nothing: the TU answers 481.
-    stray = make_cancel(request(branch="z9hG4bKnothing"))
+    stray = make_cancel(request(branch="z9hG4bKnothing", call_id="c-stray"))
     (stray_event,) = layer.receive(stray, UDP_PEER, 0.3)
     assert isinstance(stray_event, RequestReceived)
     assert stray_event.cancelled_transaction_key is None
@@ -960,9 +1008,14 @@ def test_rfc_2543_invite_matching() -> None:
     assert layer.receive(request(branch=None, from_tag=None), UDP_PEER, 0.1) == []
     # Another Request-URI with the same other fields is not a retransmission; it
     # clashes with the transaction key and is dropped.
-    assert layer.receive(
-        request(branch=None, from_tag=None, uri="sip:carol@server.example"), UDP_PEER, 0.1
-    ) == []
+    assert (
+        layer.receive(
+            request(branch=None, from_tag=None, uri="sip:carol@server.example"),
+            UDP_PEER,
+            0.1,
+        )
+        == []
+    )
     # The TU's response finds the transaction from its own fields.
     busy = make_response(invite, 486, to_tag="t2543")
     layer.send_response(busy, 0.2)
@@ -990,7 +1043,9 @@ def test_rfc_2543_ack_before_a_final_matches_nothing() -> None:
 def test_rfc_2543_to_tag_mismatch_is_not_a_retransmission() -> None:
     layer = TransactionLayer(send_trying=False)
     layer.receive(request("OPTIONS", branch=None, to_tag="a"), UDP_PEER, 0.0)
-    assert layer.receive(request("OPTIONS", branch=None, to_tag="b"), UDP_PEER, 0.0) == []
+    assert (
+        layer.receive(request("OPTIONS", branch=None, to_tag="b"), UDP_PEER, 0.0) == []
+    )
     assert len(layer) == 1
 
 
@@ -1024,6 +1079,12 @@ def test_merged_request_gets_482_from_the_layer() -> None:
     assert layer.receive(merged, source, 0.2) == []
     assert layer.take_outgoing() == [answer]
     assert layer.receive(make_non_2xx_ack(merged, response), source, 0.3) == []
+    # The TU misusing the layer's own transaction learns of it, but no event follows.
+    with pytest.raises(LocalProtocolError):
+        layer.send_response(make_response(merged, 200, to_tag="x"), 0.3)
+    assert layer.handle_timer(0.3) == []
+    assert layer.receive(merged, source, 0.4) == []
+    assert statuses(layer.take_outgoing()) == [482]
     assert run_until(layer, 100.0)[-1].events == []
     # The original is untouched.
     assert layer.transaction_state(event.transaction_key or "") is S.PROCEEDING
@@ -1041,7 +1102,9 @@ def test_merged_request_482_timeout_is_silent() -> None:
 def test_requests_with_to_tag_or_after_the_original_are_not_merged() -> None:
     layer = TransactionLayer(send_trying=False)
     (first,) = layer.receive(request("BYE", to_tag="t"), UDP_PEER, 0.0)
-    (second,) = layer.receive(request("BYE", to_tag="t", branch="z9hG4bKb2"), UDP_PEER, 0.0)
+    (second,) = layer.receive(
+        request("BYE", to_tag="t", branch="z9hG4bKb2"), UDP_PEER, 0.0
+    )
     assert isinstance(second, RequestReceived)
     # Once the original transaction is over, the same fields start a new one.
     original = request("OPTIONS", call_id="c9")
@@ -1070,15 +1133,23 @@ def test_layer_iterates_its_transactions() -> None:
     assert client_key in {transaction.key for transaction in layer}
 
 
-def test_transitions_are_logged_with_the_call_id(caplog: pytest.LogCaptureFixture) -> None:
+def test_transitions_are_logged_with_the_call_id(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     req = request(call_id="logged-call")
     layer, _ = client(req)
     with caplog.at_level(logging.DEBUG, logger="switch.sip.transaction"):
         layer.receive(respond(req, 180), UDP_PEER, 0.1)
-    assert "[logged-call] INVITE client transaction Calling -> Proceeding" in caplog.text
+    assert (
+        "[logged-call] INVITE client transaction Calling -> Proceeding" in caplog.text
+    )
 
 
 # --- a single transaction driven by hand --------------------------------------------------
+
+
+def state_of(transaction: Transaction) -> TransactionState:
+    return transaction.state
 
 
 def test_transaction_by_hand() -> None:
@@ -1105,7 +1176,7 @@ def test_transaction_by_hand() -> None:
     assert len(outgoing) == 2
     with pytest.raises(LocalProtocolError):
         transaction.handle(I.SEND_1XX, 0.8)
-    assert transaction.state is S.TERMINATED
+    assert state_of(transaction) is S.TERMINATED
     assert transaction.next_deadline() is None
 
 
@@ -1136,7 +1207,11 @@ ALL_PAIRS = [
 ]
 NETWORK_INPUTS = {
     TransactionKind.INVITE_CLIENT: (I.RECEIVE_1XX, I.RECEIVE_2XX, I.RECEIVE_300_699),
-    TransactionKind.NON_INVITE_CLIENT: (I.RECEIVE_1XX, I.RECEIVE_2XX, I.RECEIVE_300_699),
+    TransactionKind.NON_INVITE_CLIENT: (
+        I.RECEIVE_1XX,
+        I.RECEIVE_2XX,
+        I.RECEIVE_300_699,
+    ),
     TransactionKind.INVITE_SERVER: (I.RECEIVE_REQUEST, I.RECEIVE_ACK),
     TransactionKind.NON_INVITE_SERVER: (I.RECEIVE_REQUEST,),
 }
@@ -1204,7 +1279,9 @@ def test_machine_property(
     kind: TransactionKind, data: st.DataObject, events: list[TransactionInput]
 ) -> None:
     """After any inputs the machine is in one of its states, or raised and Terminated."""
-    start = data.draw(st.sampled_from(sorted(STATE_TIMERS[kind], key=lambda s: s.value)))
+    start = data.draw(
+        st.sampled_from(sorted(STATE_TIMERS[kind], key=lambda s: s.value))
+    )
     machine = TransactionStateMachine(kind, state=start)
     for event in events:
         before = machine.state
@@ -1220,7 +1297,9 @@ def test_machine_property(
 # --- the layer under random drive ---------------------------------------------------------
 
 OPERATIONS = st.one_of(
-    st.tuples(st.just("advance"), st.sampled_from([0.0, 0.1, 0.5, 1.0, 4.0, 5.0, 32.0])),
+    st.tuples(
+        st.just("advance"), st.sampled_from([0.0, 0.1, 0.5, 1.0, 4.0, 5.0, 32.0])
+    ),
     st.tuples(st.just("response"), st.sampled_from([100, 180, 200, 486])),
     st.tuples(st.just("request"), st.just(0)),
     st.tuples(st.just("ack"), st.just(0)),
@@ -1245,7 +1324,10 @@ def test_layer_property(
 ) -> None:
     """Valid states only, timers never behind the clock, nothing sent once Terminated."""
     peer: Address = ("UDP", "192.0.2.10", 5060) if transport == "UDP" else TCP_PEER
-    is_client = kind in (TransactionKind.INVITE_CLIENT, TransactionKind.NON_INVITE_CLIENT)
+    is_client = kind in (
+        TransactionKind.INVITE_CLIENT,
+        TransactionKind.NON_INVITE_CLIENT,
+    )
     method = "INVITE" if kind.value.startswith("INVITE") else "OPTIONS"
     req = request(method, transport=transport)
     layer = TransactionLayer(send_trying=send_trying)
@@ -1298,7 +1380,9 @@ def test_layer_property(
             ack = request("ACK", transport=transport, to_tag="totag")
             events = layer.receive(ack, peer, now)
         elif operation == "send" and not is_client:
-            response = make_response(req, int(value), to_tag="totag" if value > 100 else None)
+            response = make_response(
+                req, int(value), to_tag="totag" if value > 100 else None
+            )
             try:
                 layer.send_response(response, now)
             except LocalProtocolError:
@@ -1306,4 +1390,8 @@ def test_layer_property(
         elif operation == "error":
             events = layer.transport_error(key, now)
         check(events, layer.take_outgoing(), gone)
-    check(layer.handle_timer(now), layer.take_outgoing(), layer.transaction_state(key) is None)
+    check(
+        layer.handle_timer(now),
+        layer.take_outgoing(),
+        layer.transaction_state(key) is None,
+    )

@@ -1,0 +1,1 @@
+"""The ACD: agents, queues, routing, admission and callbacks (issue 6)."""

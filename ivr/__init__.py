@@ -1,0 +1,1 @@
+"""IVR flows and the flow runner (issue 5)."""
