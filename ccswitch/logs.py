@@ -157,7 +157,8 @@ class CallLogAdapter(logging.LoggerAdapter[logging.Logger]):
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         kwargs["extra"] = {**kwargs.get("extra", {}), "call_id": self.call_id}
-        return f"[{self.call_id}] {msg}", kwargs
+        # A Call-ID may hold '%' (RFC 4475 intmeth): keep it out of the format string.
+        return f"[{self.call_id.replace('%', '%%')}] {msg}", kwargs
 
 
 def call_logger(logger: logging.Logger, call_id: str) -> CallLogAdapter:

@@ -125,11 +125,9 @@ def level_dbov(samples: npt.ArrayLike) -> int:
 def comfort_noise(
     level: int, samples: int = 160, rng: np.random.Generator | None = None
 ) -> Samples:
-    """White noise at a CN ``level`` (positive -dBov) as int16 samples.
-
+    """White noise at a CN ``level`` (positive -dBov) as int16 samples."""
     # TODO: RFC 3389 3.2 spectral shaping from the reflection coefficients is not
-    # applied; white noise at the right level is what the caller hears.
-    """
+    # applied; the caller hears white noise at the right level, not the peer's hiss.
     generator = rng if rng is not None else np.random.default_rng()
     rms = REFERENCE_RMS * 10.0 ** (-level / 20.0)
     noise = generator.normal(0.0, rms, samples)

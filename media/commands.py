@@ -350,8 +350,10 @@ class EndpointStats:
 
     ``dropped`` maps a reason (``short``, ``version``, ``padding``, ``extension``,
     ``csrc``, ``too_big``, ``payload_type``, ``address``, ...) to a count.  ``lost``
-    is the cumulative number of packets lost over every SSRC heard (RFC 3550 A.3) and
-    ``jitter_ms`` the interarrival jitter of the current SSRC (RFC 3550 A.8).
+    is the cumulative number of packets lost over every SSRC heard (RFC 3550 A.3),
+    ``jitter_ms`` the interarrival jitter of the current SSRC (RFC 3550 A.8),
+    ``round_trip_ms`` the RTT from the peer's RTCP reports (6.4.1; None until one
+    echoes our SR) and ``mos`` the E-model estimate (ITU-T G.107) from those.
     """
 
     endpoint_id: int
@@ -361,6 +363,8 @@ class EndpointStats:
     bytes_out: int
     lost: int
     jitter_ms: float
+    round_trip_ms: float | None
+    mos: float
     ssrcs_heard: int
     ssrc_in: int | None
     ssrc_out: int

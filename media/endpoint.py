@@ -54,6 +54,18 @@ from media.commands import (
     EndpointStats,
 )
 from media.dtmf import DtmfDigit, DtmfReceiver
+from media.quality import mos_from_r, r_factor, round_trip_time
+from media.rtcp import (
+    ReceiverReport,
+    ReportBlock,
+    RtcpError,
+    SenderReport,
+    SourceDescription,
+    build_compound,
+    ntp_from_unix,
+    ntp_middle32,
+    parse_compound,
+)
 from media.rtp import (
     HEADER_SIZE,
     MAX_PACKET_SIZE,
@@ -302,6 +314,13 @@ class RtpEndpoint:
         self.retired_received = 0  # packets of forgotten SSRCs
         self.retired_octets = 0
         self.retired_lost = 0
+        self.round_trip_time: float | None = None
+        self._last_sr: tuple[int, float] | None = None  # (LSR, monotonic arrival)
+        self._expected_prior = 0
+        self._received_prior = 0
+        self._packets_at_report = 0
+        self._rtcp_latched = False
+        self.cname = f"ccswitch-{endpoint_id}@{self.host}"
 
         # sending and routing
         self.out = OutStream()
@@ -360,6 +379,7 @@ class RtpEndpoint:
         self.remote = (host, port)
         self.rtcp_remote = (host, port + 1 if rtcp_port is None else rtcp_port)
         self.latched = False
+        self._rtcp_latched = False
         self._expected = None if self.latching else self.remote
         self._remote_changed()
 
@@ -547,9 +567,12 @@ class RtpEndpoint:
             # bridged: rewrite the header in place and send from the peer's socket
             path = self._forward
             if path is not None:
-                marker = path.restart(seq, ts, now) if path.pending else second & 128
-                if path.translate is not None:
-                    buf[start:end] = buf[start:end].translate(path.translate)
+                # slow: restart after a source change, or transcoding
+                marker = (
+                    path.prepare(second, seq, ts, now, start, end)
+                    if path.slow
+                    else second & 0x80
+                )
                 _pack_rewrite(
                     buf,
                     1,
@@ -708,16 +731,95 @@ class RtpEndpoint:
             self._receive_rtcp(size, addr)
 
     def _receive_rtcp(self, size: int, addr: tuple[str, int] | None) -> None:
-        """Count an RTCP packet from the expected peer; strangers are dropped."""
+        """Read an RTCP compound from the peer's host (RFC 3550 6.4).
+
+        Datagrams from another host are dropped.  With latching on, the RTCP remote
+        latches to the first RTCP source separately: a NAT maps the RTCP port on its
+        own, rarely to RTP port + 1.
+        """
         if addr is not None and self.remote is not None and addr[0] != self.remote[0]:
             self._drop(DropReason.ADDRESS, addr)
             return
-        if size < 8 or _BUFFER[0] & VERSION_MASK != VERSION_BITS:
-            self._drop("rtcp", addr)
+        try:
+            packets = parse_compound(_VIEW[:size])
+        except RtcpError as exc:
+            self._drop(f"rtcp_{exc.reason}", addr)
             return
-        # TODO: RFC 3550 6.4: parse SR/RR (media/rtcp.py) for round-trip time and the
-        # peer's view of our loss; today RTCP is only counted.
         self.rtcp_in += 1
+        if addr is not None and self.latching and not self._rtcp_latched:
+            self._rtcp_latched = True
+            self.rtcp_remote = addr
+        arrival_ntp = ntp_from_unix(time.time())
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                # 6.4.1: echo the middle 32 bits as LSR, DLSR from arrival
+                self._last_sr = (ntp_middle32(packet.ntp_timestamp), _monotonic())
+            if isinstance(packet, SenderReport | ReceiverReport):
+                for block in packet.reports:
+                    if block.ssrc == self.out.ssrc:
+                        rtt = round_trip_time(arrival_ntp, block.lsr, block.dlsr)
+                        if rtt is not None:
+                            self.round_trip_time = rtt
+
+    def rtcp_report(self) -> bytes:
+        """Our next RTCP compound: SR if we sent since the last one, else RR, + CNAME.
+
+        RFC 3550 6.4: one report block about the SSRC we hear now.
+        """
+        now = _monotonic()
+        blocks: tuple[ReportBlock, ...] = ()
+        src = self._source
+        if src is not _NO_SOURCE:
+            expected = src.expected
+            expected_interval = expected - self._expected_prior
+            received_interval = src.received - self._received_prior
+            self._expected_prior = expected
+            self._received_prior = src.received
+            lost_interval = expected_interval - received_interval
+            fraction = 0
+            if expected_interval > 0 and lost_interval > 0:
+                fraction = min((lost_interval << 8) // expected_interval, 255)
+            lsr, dlsr = 0, 0
+            if self._last_sr is not None:
+                lsr = self._last_sr[0]
+                dlsr = min(round((now - self._last_sr[1]) * 65536), 0xFFFFFFFF)
+            blocks = (
+                ReportBlock(
+                    ssrc=src.ssrc,
+                    fraction_lost=fraction,
+                    cumulative_lost=min(src.lost, 0x7FFFFF),
+                    highest_sequence=(src.cycles + src.max_seq) & 0xFFFFFFFF,
+                    jitter=min(int(src.jitter), 0xFFFFFFFF),
+                    lsr=lsr,
+                    dlsr=dlsr,
+                ),
+            )
+        packets_out, octets_out = self._sent_counts()
+        report: SenderReport | ReceiverReport
+        if packets_out != self._packets_at_report:
+            report = SenderReport(
+                ssrc=self.out.ssrc,
+                ntp_timestamp=ntp_from_unix(time.time()),
+                rtp_timestamp=self.out.next_timestamp(now),
+                packet_count=packets_out & 0xFFFFFFFF,
+                octet_count=octets_out & 0xFFFFFFFF,
+                reports=blocks,
+            )
+        else:
+            report = ReceiverReport(ssrc=self.out.ssrc, reports=blocks)
+        self._packets_at_report = packets_out
+        return build_compound(
+            [report, SourceDescription.with_cname(self.out.ssrc, self.cname)]
+        )
+
+    def _sent_counts(self) -> tuple[int, int]:
+        feeder = self.feeder
+        packets = self.out.packets + self.relayed_packets
+        octets = self.out.octets + self.relayed_octets
+        if feeder is not None:
+            packets += feeder.packets
+            octets += feeder.octets
+        return packets, octets
 
     def _socket_error(self, exc: OSError) -> None:
         self.dropped["socket_error"] = self.dropped.get("socket_error", 0) + 1
@@ -739,21 +841,28 @@ class RtpEndpoint:
     def stats(self) -> EndpointStats:
         """A snapshot of the counters."""
         sources = self._sources.values()
-        feeder = self.feeder
-        relayed_packets = self.relayed_packets + (feeder.packets if feeder else 0)
-        relayed_octets = self.relayed_octets + (feeder.octets if feeder else 0)
+        packets_out, octets_out = self._sent_counts()
+        packets_in = self.packets_received
+        lost = self.retired_lost + sum(s.lost for s in sources)
+        jitter_ms = (
+            0.0
+            if self._source is _NO_SOURCE
+            else self._source.jitter * 1000.0 / CLOCK_RATE
+        )
+        rtt_ms = None if self.round_trip_time is None else self.round_trip_time * 1000
+        # ITU-T G.107 via media.quality: delay = RTT/2 + jitter buffer + packet time
+        delay_ms = (rtt_ms or 0.0) / 2 + 2 * jitter_ms + 20.0
+        loss = lost / (lost + packets_in) if lost + packets_in else 0.0
         return EndpointStats(
             endpoint_id=self.endpoint_id,
-            packets_in=self.packets_received,
+            packets_in=packets_in,
             bytes_in=self.retired_octets + sum(s.octets for s in sources),
-            packets_out=self.out.packets + relayed_packets,
-            bytes_out=self.out.octets + relayed_octets,
-            lost=self.retired_lost + sum(s.lost for s in sources),
-            jitter_ms=(
-                0.0
-                if self._source is _NO_SOURCE
-                else self._source.jitter * 1000.0 / CLOCK_RATE
-            ),
+            packets_out=packets_out,
+            bytes_out=octets_out,
+            lost=lost,
+            jitter_ms=jitter_ms,
+            round_trip_ms=rtt_ms,
+            mos=round(mos_from_r(r_factor(delay_ms=delay_ms, loss=loss)), 2),
             ssrcs_heard=len(self._sources),
             ssrc_in=self.current_ssrc,
             ssrc_out=self.out.ssrc,

@@ -96,6 +96,8 @@ logger = logging.getLogger(__name__)
 
 # Ticks between housekeeping passes (media timeouts): one second.
 HOUSEKEEPING_TICKS: Final = round(1.0 / TICK_INTERVAL)
+# RFC 3550 6.2: 5 s minimum report interval; fixed, not randomised (two-party sessions).
+RTCP_INTERVAL_TICKS: Final = round(5.0 / TICK_INTERVAL)
 # RFC 3551 4.5.14 decode/encode tables, indexed by codec.
 DECODE_TABLES: Final = {Codec.PCMU: ULAW_DECODE_TABLE, Codec.PCMA: ALAW_DECODE_TABLE}
 ENCODE_TABLES: Final = {Codec.PCMU: ULAW_ENCODE_TABLE, Codec.PCMA: ALAW_ENCODE_TABLE}
@@ -569,6 +571,8 @@ class MediaEngine:
                 self._stop_recording(recording.recording_id)
         if tick % HOUSEKEEPING_TICKS == 0:
             self._housekeeping()
+        if self._endpoints:
+            self._send_reports(tick)
 
     def _decode_taps(self) -> dict[int, Samples]:
         """Every tapped endpoint's audio of this tick, decoded one batch per codec."""
@@ -622,6 +626,13 @@ class MediaEngine:
         for endpoint_id in finished:
             self._finish_playback(endpoint_id, PlaybackEnd.COMPLETED)
 
+    def _send_reports(self, tick: int) -> None:
+        """RTCP every RTCP_INTERVAL_TICKS per endpoint, spread over the ticks."""
+        slot = tick % RTCP_INTERVAL_TICKS
+        for endpoint_id, endpoint in self._endpoints.items():
+            if endpoint_id % RTCP_INTERVAL_TICKS == slot and endpoint.rtcp_remote:
+                endpoint.send_rtcp(endpoint.rtcp_report())
+
     def _housekeeping(self) -> None:
         timeout = self.config.rtp_timeout
         if timeout <= 0:
@@ -643,5 +654,3 @@ class MediaEngine:
                         endpoint_id=endpoint_id, idle_seconds=now - liveness.since
                     )
                 )
-        # TODO: RFC 3550 6.2: send SR/RR every ~5 s per endpoint (media/rtcp.py); until
-        # then peers see no RTCP from us, which some trunks use as a liveness signal.

@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import warnings
 import wave
 from collections.abc import Sequence
 from typing import Final
@@ -104,7 +105,10 @@ def _wav_samples(path: str) -> tuple[npt.NDArray[np.float64], int]:
 
 def _pydub_samples(path: str) -> tuple[npt.NDArray[np.float64], int]:
     """Decode anything ffmpeg can read (MP3, float WAV...) through pydub."""
-    from pydub import AudioSegment  # imported lazily: it pulls in ffmpeg probing
+    with warnings.catch_warnings():
+        # pydub imports audioop, deprecated since 3.11 (PEP 594); we only use ffmpeg
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from pydub import AudioSegment  # lazily: it probes for ffmpeg on import
 
     try:
         segment = AudioSegment.from_file(path)
@@ -182,6 +186,8 @@ class PromptCache:
         real = os.path.realpath(path)
         try:
             status = os.stat(real)
+        except FileNotFoundError:
+            raise PromptError(f"{path}: no such prompt file") from None
         except OSError as exc:
             raise PromptError(f"{path}: {exc.strerror}") from None
         return (real, status.st_size, status.st_mtime_ns)

@@ -64,6 +64,8 @@ G711_BPL_NO_PLC: Final = 4.3  # G.113 appendix I, G.711 without
 MOS_MIN: Final = 1.0
 MOS_MAX: Final = 4.5
 JITTER_BUFFER_FACTOR: Final = 2.0  # jitter buffer depth assumed, in jitters
+# TODO: G.107 BurstR is taken as 1 (random loss); bursty loss (a Gilbert model fitted
+# to the loss pattern) scores lower in reality, so MOS is optimistic for bursty links.
 
 
 def r_factor(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import struct
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Final
 
 logger = logging.getLogger(__name__)
@@ -72,23 +73,27 @@ MAX_BYE_REASON: Final = 255
 NTP_EPOCH_OFFSET: Final = 2208988800
 NTP_FRACTION: Final = 1 << 32
 
+# TODO: RFC 3550 6.3 / A.7 transmission interval (randomised, bandwidth-scaled) is
+# not computed here; the caller sends reports on a fixed 5 s timer, which is fine for
+# two-party calls but not for large sessions.
+
 _HEADER: Final = struct.Struct("!BBH")
 _SSRC: Final = struct.Struct("!I")
 _SENDER_INFO: Final = struct.Struct("!IQIII")
 _REPORT_BLOCK: Final = struct.Struct("!IIIIII")
 
 
-class PacketType:
-    """RTCP packet types (RFC 3550 12.1; RFC 4585 6.1; RFC 3611)."""
+class PacketType(IntEnum):
+    """RTCP packet types (RFC 3550 12.1; RFC 4585 6.1; RFC 3611), as IANA names them."""
 
-    SR: Final = 200
-    RR: Final = 201
-    SDES: Final = 202
-    BYE: Final = 203
-    APP: Final = 204
-    RTPFB: Final = 205
-    PSFB: Final = 206
-    XR: Final = 207
+    SR = 200
+    RR = 201
+    SDES = 202
+    BYE = 203
+    APP = 204
+    RTPFB = 205
+    PSFB = 206
+    XR = 207
 
 
 class RtcpError(Exception):

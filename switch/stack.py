@@ -11,6 +11,7 @@ of here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import secrets
@@ -23,6 +24,7 @@ from switch.sip.message import (
     Request,
     Response,
     check_request,
+    error_response,
     make_response,
     parse_message,
 )
@@ -47,6 +49,25 @@ ALLOW = (
     "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, PRACK, REFER, NOTIFY"
 )
 ACCEPT = "application/sdp"
+#: Methods of RFC 3261 and its extensions; anything else is answered 501 (21.5.2).
+KNOWN_METHODS = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "CANCEL",
+        "BYE",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "UPDATE",
+        "PRACK",
+        "REFER",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "MESSAGE",
+        "PUBLISH",
+    }
+)
 SUPPORTED = frozenset({"path", "outbound", "replaces", "timer", "100rel"})
 
 Handler = Callable[[Request, Address], Awaitable[Response | None] | Response | None]
@@ -94,6 +115,10 @@ class SipStack:
         self.handlers: dict[str, Handler] = {}
         self._pending: dict[str, asyncio.Future[Response]] = {}
         self._provisional: dict[str, Callable[[Response], None]] = {}
+        #: Called with a 2xx that reaches a client INVITE transaction after its final
+        #: response was delivered: a retransmitted 2xx (our ACK was lost) or a second
+        #: 2xx from a forking proxy downstream. The TU must ACK it (RFC 3261 13.2.2.4).
+        self.on_late_2xx: Callable[[Response], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -142,13 +167,21 @@ class SipStack:
         except BadMessage as exc:
             self._dropped += 1
             logger.debug(
-                "dropped unparseable message from %s:%s: %s", source[1], source[2], exc
+                "unparseable message from %s:%s: %s", source[1], source[2], exc
             )
+            # RFC 4475: a request we cannot read still gets its 400 where a Via can
+            # be salvaged to address it; responses and ACKs are never answered.
+            reply = error_response(data, exc)
+            if reply is not None:
+                self._rejected += 1
+                with contextlib.suppress(BadMessage):
+                    self._send_stateless(reply, source)
             return
 
         if isinstance(message, Request):
             try:
                 check_request(message, supported=SUPPORTED)
+                _stamp_top_via(message, source)
             except ProtocolError as exc:
                 self._reject(message, source, exc)
                 return
@@ -214,6 +247,11 @@ class SipStack:
         future = self._pending.pop(key, None)
         if future is not None and not future.done():
             future.set_result(response)
+        elif response.status < 300 and self.on_late_2xx is not None:
+            try:
+                self.on_late_2xx(response)
+            except Exception:
+                logger.exception("[%s] late 2xx handler failed", response.call_id)
 
     def _dispatch(self, request: Request, source: Address, key: str | None) -> None:
         handler = self.handlers.get(request.method)
@@ -261,6 +299,9 @@ class SipStack:
         if request.to.tag is not None:
             # Section 12.2.2: an in-dialog request for a dialog we do not have.
             return make_response(request, 481, "Call/Transaction Does Not Exist")
+        if request.method not in KNOWN_METHODS:
+            # Section 21.5.2: a method we do not recognise at all.
+            return make_response(request, 501, "Not Implemented", to_tag=new_tag())
         response = make_response(request, 405, "Method Not Allowed", to_tag=new_tag())
         response.headers.set("Allow", ALLOW)
         return response
@@ -305,18 +346,23 @@ class SipStack:
         destination: Address,
         *,
         on_provisional: Callable[[Response], None] | None = None,
+        add_via: bool = True,
     ) -> Response:
         """Send ``request`` in a new client transaction; return its final response.
 
         The top Via (our sent-by, a fresh branch, rport per RFC 3581) is added here.
         A request too large for UDP goes over TCP instead (section 18.1.1).
 
+        :param add_via: False for a request that already carries the Via it must have
+            (a CANCEL takes its INVITE's, section 9.1).
         :raises RequestTimeout: no final response before timer B/F.
         """
         transport = destination[0]
-        self._add_via(request, transport)
+        if add_via:
+            self._add_via(request, transport)
         if (
-            transport == "UDP"
+            add_via
+            and transport == "UDP"
             and len(request.to_bytes()) > self.transports.udp_max_size
         ):
             destination = ("TCP", destination[1], destination[2])
@@ -331,6 +377,20 @@ class SipStack:
         self._flush()
         return await future
 
+    def send_ack(self, ack: Request, destination: Address) -> None:
+        """Send the ACK for a 2xx: no transaction, a fresh branch (section 13.2.2.4).
+
+        The TU keeps the ACK and sends it again for each retransmission of the 2xx.
+        """
+        if "Via" not in ack.headers:
+            self._add_via(ack, destination[0])
+        ack.headers.set("User-Agent", self.user_agent)
+        try:
+            self.layer.send_request(ack, destination, self.now)
+        except Exception:
+            logger.exception("[%s] cannot send ACK", ack.call_id)
+        self._flush()
+
     def _add_via(self, request: Request, transport: str) -> None:
         """Put our Via on top (section 8.1.1.7), above any the request already has."""
         host, port = self.local_address(transport)
@@ -340,7 +400,12 @@ class SipStack:
 
     def _send_stateless(self, response: Response, source: Address) -> None:
         response.headers.set("Server", self.user_agent)
-        destination = response_destination(response.top_via, source)
+        try:
+            destination = response_destination(response.top_via, source)
+        except ProtocolError:
+            # A Via we cannot read (RFC 4475 badinv01) cannot say where to answer;
+            # the packet's source is the one address known to reach the sender.
+            destination = source
         self._write(response.to_bytes(), destination)
 
     def _flush(self) -> None:
@@ -378,6 +443,34 @@ class SipStack:
             logger.exception("transaction timer failed")
             events = []
         self._process(events)
+
+
+def _stamp_top_via(request: Request, source: Address) -> None:
+    """Section 18.2.1 and RFC 3581 section 4: note where the request really came from.
+
+    ``received`` is added when the sent-by host is not the packet's source address, and
+    an empty ``rport`` is filled with the source port; the response carries both back,
+    so a phone behind NAT learns its public address and the reply finds the pinhole.
+    """
+    via = request.top_via
+    host, port = source[1], source[2]
+    changed = False
+    if via.host.strip("[]") != host:
+        via.params["received"] = host
+        changed = True
+    if "rport" in via.params and not via.params["rport"]:
+        via.params["rport"] = str(port)
+        changed = True
+    if not changed:
+        return
+    lines: list[tuple[str, str]] = []
+    for name, value in request.headers:
+        if name != "Via":
+            lines.append((name, value))
+        elif not any(n == "Via" for n, _ in lines):
+            lines.append((name, str(via)))
+            lines.extend(("Via", rest) for rest in request.headers.get_all("Via")[1:])
+    request.headers = Headers(lines)
 
 
 def new_tag() -> str:

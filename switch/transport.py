@@ -220,7 +220,12 @@ class Transports:
                 # stack can rewrite the Via before sending.
                 logger.debug("request of %d bytes exceeds udp_max_size", len(data))
             if self._udp is not None:
-                self._udp.sendto(data, (host.strip("[]"), port))
+                try:
+                    self._udp.sendto(data, (host.strip("[]"), port))
+                except (OSError, ValueError) as exc:  # no route, or a name to resolve
+                    # TODO: RFC 3263 DNS resolution of a sent-by host name; without it a
+                    # response to a Via with a name and no received= is not delivered.
+                    logger.debug("UDP send to %s:%s failed: %s", host, port, exc)
             return
 
         conn = self._connections.get(destination)

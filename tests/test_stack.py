@@ -111,6 +111,8 @@ async def test_unknown_method_405_and_stray_in_dialog_481(stack: SipStack) -> No
     peer = Peer()
     await peer.send(peer.request("PUBLISH"), _port(stack))
     assert (await peer.receive()).status == 405
+    await peer.send(peer.request("NEWMETHOD", branch="z9hG4bKpeer3"), _port(stack))
+    assert (await peer.receive()).status == 501
     await peer.send(
         peer.request("BYE", to_tag="nosuch", branch="z9hG4bKpeer2"), _port(stack)
     )
@@ -128,6 +130,20 @@ async def test_garbage_is_dropped_and_the_stack_keeps_answering(
     await peer.send(good, _port(stack))
     assert (await peer.receive()).status == 200
     assert stack.stats().dropped_unparseable >= 3
+    peer.close()
+
+
+async def test_unparseable_request_with_a_readable_via_gets_400(
+    stack: SipStack,
+) -> None:
+    peer = Peer()
+    lying = peer.request("OPTIONS").replace(
+        b"Content-Length: 0", b"Content-Length: 999"
+    )
+    await peer.send(lying, _port(stack))
+    response = await peer.receive()
+    assert response.status == 400
+    assert "Content-Length" in response.reason
     peer.close()
 
 

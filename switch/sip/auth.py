@@ -777,17 +777,26 @@ class DigestClient:
         self._realms: dict[str, _RealmState] = {}
 
     def authorize(
-        self, challenges: Iterable[str], *, method: str, uri: str, body: bytes = b""
+        self,
+        challenges: str | Iterable[str],
+        *,
+        method: str,
+        uri: str,
+        body: bytes = b"",
     ) -> list[str]:
         """Credentials answering the challenges of one 401/407 response.
 
         Per realm, the strongest challenge we can answer is chosen (SHA-256 over MD5,
         RFC 8760 section 2.4). Unparseable challenges are skipped if others parse.
 
+        :param challenges: every ``WWW-Authenticate``/``Proxy-Authenticate`` value of
+            the response (a single string is one value).
         :param uri: the Request-URI of the request being resent, as a string.
         :returns: header values, one per realm answered; empty means give up.
         :raises BadMessage: every challenge value was malformed.
         """
+        if isinstance(challenges, str):
+            challenges = [challenges]
         parsed: list[DigestChallenge] = []
         errors: list[BadMessage] = []
         for value in challenges:

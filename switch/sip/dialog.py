@@ -288,13 +288,18 @@ class Dialog:
 
     def confirm(self) -> None:
         """A 2xx to the dialog-creating request was sent or received."""
-        self._process(_DI.SUCCESS)
+        self.process(_DI.SUCCESS)
 
     def terminate(self) -> None:
         """End the dialog (BYE sent or received, or the TU gave up, RFC 3261 15)."""
-        self._process(_DI.TERMINATE)
+        self.process(_DI.TERMINATE)
 
-    def _process(self, event: DialogInput) -> None:
+    def process(self, event: DialogInput) -> None:
+        """Take one input of the dialog table (RFC 3261 12, 12.3).
+
+        :raises LocalProtocolError: the pair is not in :data:`DIALOG_TRANSITIONS`;
+            the dialog is then terminated.
+        """
         target = DIALOG_TRANSITIONS.get((self.state, event))
         if target is None:
             old = self.state
@@ -341,9 +346,12 @@ class Dialog:
         """
         status = response.status
         if status in DIALOG_ENDING_STATUSES:
-            self._process(_DI.TERMINATE)
+            self.process(_DI.TERMINATE)
             return
         if status < 200:
+            # TODO: RFC 3262 reliable 1xx may carry a new Contact/Record-Route for an
+            # early dialog; they are ignored until the 2xx recomputes both, which
+            # costs a misrouted PRACK/UPDATE only if the peer changes them early.
             return
         # An early dialog only ever comes from an INVITE (no re-INVITE while early).
         # TODO: RFC 6665 SUBSCRIBE-created dialogs are not modelled; they cost a TU
@@ -351,11 +359,11 @@ class Dialog:
         creating = self.state is _D.EARLY and request.method == "INVITE"
         if status >= 300:
             if creating:
-                self._process(_DI.FAILURE)
+                self.process(_DI.FAILURE)
             return
         if creating:
             self.route_set = list(reversed(_record_route(response)))
-            self._process(_DI.SUCCESS)
+            self.process(_DI.SUCCESS)
         if request.method in TARGET_REFRESH_METHODS:
             target = _contact_uri(response)
             if target is not None:

@@ -7,9 +7,10 @@ add a few rules. The other syntax modules (:mod:`switch.sip.uri`,
 character set themselves.
 
 Theory of operation: the grammar is not compiled into one big regular expression. Each
-pattern matches one flat, bounded construct (a token, a port, a host) with a single
-character class and no nested quantifiers, so matching is linear in the input length and
-no input can trigger catastrophic backtracking. Structure (parameter lists, quoted
+pattern matches one flat construct (a token, a port, a host) with character classes
+whose alternatives never overlap (``%`` is outside every class it alternates with), so
+there is only one way to match any input, matching is linear in its length, and no input
+can trigger catastrophic backtracking. Structure (parameter lists, quoted
 strings, comma lists) is walked by small hand-written loops in the modules above.
 """
 
@@ -59,7 +60,7 @@ WORD_CHARS = TOKEN_CHARS + '()<>:\\"/[]?{}'
 CALL_ID = re.compile(f"{char_class(WORD_CHARS)}+(?:@{char_class(WORD_CHARS)}+)?")
 
 #   escaped     =  "%" HEXDIG HEXDIG
-ESCAPED = re.compile(r"%([0-9A-Fa-f]{2})")
+# (spelled "%[0-9A-Fa-f]{2}" inside the URI component patterns below)
 
 # --- RFC 3261 section 25.1: SIP-URI ------------------------------------------------------
 
@@ -140,9 +141,11 @@ TEL_NUMBER = re.compile(r"\+?[0-9A-Fa-f*#\-.()]+")
 
 #   SIP-Version    =  "SIP" "/" 1*DIGIT "." 1*DIGIT
 # ("SIP" is case-insensitive in ABNF; RFC 3261 section 7.1 says senders use upper case.)
+# Deviation: at most 3 digits each side, so no version string is unbounded.
 SIP_VERSION = re.compile(r"[Ss][Ii][Pp]/[0-9]{1,3}\.[0-9]{1,3}")
 
 #   Status-Code     =  3DIGIT   (extension-code = 3DIGIT)
+# Deviation: the first digit is a class 1-6 (RFC 3261 section 7.2); others are refused.
 STATUS_CODE = re.compile(r"[1-6][0-9][0-9]")
 
 #   Reason-Phrase   =  *(reserved / unreserved / escaped

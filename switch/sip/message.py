@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -387,10 +388,27 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(name.lower(), name)
 
 
-def _key(name: str) -> str:
+# (key, emitted name) for every spelling seen often: the canonical names and compact
+# forms in their usual cases. Other spellings are computed on each use (a memo of every
+# name a peer sends would grow without bound).
+_NAME_INFO: dict[str, tuple[str, str]] = {}
+for _lower, _canonical in _CANONICAL.items():
+    for _spelling in {_lower, _lower.upper(), _canonical}:
+        _NAME_INFO[_spelling] = (_canonical.lower(), _canonical)
+
+
+def _name_info(name: str) -> tuple[str, str]:
+    """(lookup key, name as emitted) of a header name."""
+    info = _NAME_INFO.get(name)
+    if info is not None:
+        return info
     lower = name.lower()
     canonical = _CANONICAL.get(lower)
-    return lower if canonical is None else canonical.lower()
+    return (lower, name) if canonical is None else (canonical.lower(), canonical)
+
+
+def _key(name: str) -> str:
+    return _name_info(name)[0]
 
 
 class Headers:
@@ -484,16 +502,12 @@ class Headers:
     def set(self, name: str, value: str) -> None:
         """Replace every line named ``name`` by one line, where the first one was."""
         self.add(name, value)
-        key = _key(name)
         new_line = self._lines.pop()
+        key = new_line[0]
         for index, line in enumerate(self._lines):
             if line[0] == key:
-                self._lines[index] = new_line
-                self._lines = [
-                    other
-                    for other in self._lines
-                    if other[0] != key or other is new_line
-                ]
+                rest = [other for other in self._lines[index + 1 :] if other[0] != key]
+                self._lines[index:] = [new_line, *rest]
                 return
         self._lines.append(new_line)
 
@@ -506,12 +520,8 @@ class Headers:
     # --- internals
 
     def _append(self, name: str, value: str) -> None:
-        lower = name.lower()
-        canonical = _CANONICAL.get(lower)
-        if canonical is None:
-            self._lines.append((lower, name, value))
-        else:
-            self._lines.append((canonical.lower(), canonical, value))
+        key, emitted = _name_info(name)
+        self._lines.append((key, emitted, value))
         self._cache.clear()
 
     def _cached(self, slot: str, build: Callable[[], T]) -> T:
@@ -660,7 +670,12 @@ class Request(_Message):
     version: str = SIP_VERSION
 
     def to_bytes(self) -> bytes:
-        """Render for the wire; Content-Length is always written as ``len(body)``."""
+        """Render for the wire; Content-Length is always written as ``len(body)``.
+
+        :raises LocalProtocolError: if the method is not a token.
+        """
+        if not grammar.TOKEN.fullmatch(self.method):
+            raise LocalProtocolError(f"Method {self.method!r} is not a token")
         return self._head_lines(f"{self.method} {self.uri} {self.version}") + self.body
 
     def __eq__(self, other: object) -> bool:
@@ -687,7 +702,12 @@ class Response(_Message):
     version: str = SIP_VERSION
 
     def to_bytes(self) -> bytes:
-        """Render for the wire; Content-Length is always written as ``len(body)``."""
+        """Render for the wire; Content-Length is always written as ``len(body)``.
+
+        :raises LocalProtocolError: for a status outside 100-699 or CR/LF in the reason.
+        """
+        if not 100 <= self.status <= 699:
+            raise LocalProtocolError(f"Status {self.status} outside 100-699")
         if "\r" in self.reason or "\n" in self.reason:
             raise LocalProtocolError(f"CR/LF in reason phrase {self.reason!r}")
         return (
@@ -719,7 +739,7 @@ class FramingError(BadMessage):
         self.head = head
 
 
-def parse_message(data: bytes) -> Request | Response:
+def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     """Parse exactly one SIP message, as received in one UDP datagram.
 
     Leading CRLFs are skipped (RFC 3261 section 7.5). The body is cut by
@@ -845,6 +865,9 @@ def _parse_start_line(line: str) -> Request | Response:
 
 # --- stream framing ----------------------------------------------------------------------
 
+# TODO: a Content-Length folded onto a continuation line (RFC 3261 section 7.3.1 allows
+# folding anywhere) reads as empty here and fails framing, so that peer's connection is
+# closed; no known implementation folds it.
 _CONTENT_LENGTH_LINE = re.compile(
     rb"\r\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE
 )
@@ -964,13 +987,14 @@ def make_response(
 
     Copies every Via line (in order), From, To, Call-ID and CSeq verbatim, and
     Timestamp into a 100 (section 8.2.6.1). If ``to_tag`` is given and the To has no
-    tag, the tag is added.
+    tag, the tag is added. A To that cannot be parsed (the reason a 400 is being built,
+    say) is echoed as received, without a tag: no tag can be attached to it safely, and
+    the error must still reach the peer.
 
     :param request: the request answered.
     :param status: the status code.
     :param reason: the reason phrase; the registered phrase of ``status`` if None.
     :param to_tag: the To tag of the UAS (section 8.2.6.2).
-    :raises BadMessage: if ``to_tag`` is given and the request's To cannot be parsed.
     :raises LocalProtocolError: for a status outside 100-699 or a non-token tag.
     """
     if not 100 <= status <= 699:
@@ -981,7 +1005,7 @@ def make_response(
     for key, name, value in request.headers._lines:
         if key not in _RESPONSE_COPIED:
             continue
-        if key == "to" and to_tag is not None and request.to.tag is None:
+        if key == "to" and to_tag is not None and _needs_tag(request):
             value = f"{value};tag={to_tag}"
         headers._append(name, value)
     if status == Status.TRYING:
@@ -993,6 +1017,14 @@ def make_response(
         reason=reason_phrase(status) if reason is None else reason,
         headers=headers,
     )
+
+
+def _needs_tag(request: Request) -> bool:
+    try:
+        return request.to.tag is None
+    except BadMessage:
+        logger.debug("To of %s not parseable; echoed without a tag", request.method)
+        return False
 
 
 def check_request(
@@ -1024,11 +1056,12 @@ def check_request(
         raise ProtocolError(f"Version {request.version[:20]} Not Supported", status=505)
 
     # Header inspection (section 8.2.2): mandatory and single headers, then values.
+    counts = Counter(key for key, _, _ in request.headers._lines)
     for name in MANDATORY_REQUEST_HEADERS:
-        if name not in request.headers:
+        if not counts[name.lower()]:
             raise ProtocolError(f"Missing {name} header")
     for name in SINGLE_HEADERS:
-        if request.headers.count(name) > 1:
+        if counts[name.lower()] > 1:
             raise ProtocolError(f"Multiple {name} headers")
     try:
         request.vias  # noqa: B018 - parsed for validation
@@ -1062,6 +1095,9 @@ def check_request(
         raise ProtocolError("Too Many Hops", status=483)
 
     # Section 8.2.2.3: Require.
+    # TODO: Proxy-Require (RFC 3261 section 16.3 item 4) is not checked; only a proxy
+    # must refuse it with 420, so relaying an unknown Proxy-Require tag is the cost.
+    # Option tags are compared case-sensitively (RFC 3261 section 19.2 is silent).
     if request.method not in REQUIRE_IGNORED_METHODS:
         unknown = [
             tag for tag in request.headers.get_all("Require") if tag not in supported
@@ -1074,7 +1110,9 @@ def check_request(
             )
 
 
-def error_response(data: bytes, error: ProtocolError) -> Response | None:
+def error_response(
+    data: bytes | bytearray | memoryview, error: ProtocolError
+) -> Response | None:
     """Best-effort answer to a request whose bytes :func:`parse_message` refused.
 
     RFC 4475 asks for a 400 wherever one can be addressed, even when the start line or

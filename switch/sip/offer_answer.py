@@ -95,6 +95,8 @@ MEDIA_AUDIO = "audio"
 RTP_AVP = "RTP/AVP"  # RFC 3551; TODO: RTP/SAVP(F) (RFC 3711/5124) would need SRTP keys
 DEFAULT_PTIME = 20  # ms; RFC 3551 section 4.5 default packetisation for G.711
 SESSION_NAME = "ccswitch"
+# TODO: RFC 5761 a=rtcp-mux is never echoed, so RTCP always goes to its own port (a
+# peer that insists on mux, e.g. WebRTC, cannot be served; plain SIP UAs are fine).
 
 # --- RFC 3261 section 20.43: Warning codes for a 488 --------------------------------------
 NOT_ACCEPTABLE_HERE = 488

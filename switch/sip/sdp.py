@@ -21,7 +21,7 @@ any order after ``s=`` (deployed stacks shuffle ``c=``/``b=``/``t=``); an empty 
 no ``c=`` for a media description whose port is 0 (a rejected stream); no formats on an
 ``m=`` line whose port is 0. Everything else RFC 8866 forbids is refused: unknown line
 types (section 5 allows refusing them), a ``v=`` other than 0, missing ``o=``/``s=``/
-``t=``, duplicated single lines, spaces around ``=``, bad addresses and ports.
+``t=``, duplicated single lines, a space before ``=``, bad addresses and ports.
 """
 
 from __future__ import annotations
@@ -622,7 +622,8 @@ class _MediaBuilder:
         if kind not in MEDIA_TYPES:
             raise BadMessage(f"line type '{kind}=' not allowed in a media description")
         if kind in SINGLE_TYPES and kind in self.seen:
-            # Layered multicast (several c= per media, RFC 8866 5.7) is not supported.
+            # TODO: RFC 8866 section 5.7 layered multicast (several c= per media) is
+            # refused; cost: none for unicast telephony, which is all we carry.
             raise BadMessage(f"second '{kind}=' line in a media description")
         self.seen.add(kind)
         if kind == "i":

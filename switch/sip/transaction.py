@@ -30,7 +30,7 @@ transaction. A terminated transaction is forgotten at once (RFC 3261 17.1.1.2) a
 What the layer deliberately leaves to the TU: the ACK for a 2xx and the 2xx
 retransmissions (RFC 3261 13.2.2.4, 13.3.1.4); answering CANCEL (the event tells which
 INVITE transaction it matches); stateless responses (use :func:`response_destination`).
-Stray responses are dropped (RFC 6026 section 7.1.2 of its update to 18.1.2).
+Stray responses are dropped (RFC 6026's update of RFC 3261 18.1.2).
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ TIMER_INPUTS: dict[TimerName, TransactionInput] = {
 _INPUT_TIMERS = {event: name for name, event in TIMER_INPUTS.items()}
 
 
-# --- events -----------------------------------------------------------------------------
+# --- events ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -242,7 +242,7 @@ class Transmit:
     destination: Address
 
 
-# --- transition tables --------------------------------------------------------------------
+# --- transition tables ----------------------------------------------------------------
 
 
 class Transition(NamedTuple):
@@ -365,7 +365,9 @@ _INVITE_SERVER: dict[tuple[TransactionState, TransactionInput], Transition] = {
     (_S.PROCEEDING, _I.SEND_1XX): Transition(_S.PROCEEDING, _SEND),
     (_S.PROCEEDING, _I.SEND_2XX): Transition(_S.ACCEPTED, _SEND, (_T.L,)),
     (_S.PROCEEDING, _I.SEND_300_699): Transition(_S.COMPLETED, _SEND, (_T.G, _T.H)),
-    (_S.PROCEEDING, _I.TRANSPORT_ERROR): _TRANSPORT_ERROR,
+    # RFC 6026 figure 7: a failed provisional informs the TU, which still owes the
+    # final response; the transaction stays.
+    (_S.PROCEEDING, _I.TRANSPORT_ERROR): Transition(_S.PROCEEDING, _ERROR),
     (_S.COMPLETED, _I.RECEIVE_REQUEST): Transition(_S.COMPLETED, _RESEND),
     (_S.COMPLETED, _I.RECEIVE_ACK): Transition(_S.CONFIRMED, (), (_T.I,)),
     (_S.COMPLETED, _I.TIMER_G): Transition(_S.COMPLETED, _RESEND, (_T.G,)),
@@ -383,6 +385,7 @@ _INVITE_SERVER: dict[tuple[TransactionState, TransactionInput], Transition] = {
     (_S.ACCEPTED, _I.TIMER_L): _TERMINATED,
     # RFC 6026 figure 7: a transport error in Accepted informs the TU and the
     # transaction stays to absorb INVITE retransmissions until Timer L.
+    # (Confirmed sends nothing, so a late error report there just ends it.)
     (_S.ACCEPTED, _I.TRANSPORT_ERROR): Transition(_S.ACCEPTED, _ERROR),
 }
 
@@ -413,7 +416,7 @@ TRANSITIONS: dict[
 }
 
 
-# --- helpers ------------------------------------------------------------------------------
+# --- helpers --------------------------------------------------------------------------
 
 
 class CallIdAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -423,7 +426,9 @@ class CallIdAdapter(logging.LoggerAdapter[logging.Logger]):
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         extra = self.extra or {}
-        return f"[{extra.get('call_id')}] {msg}", kwargs
+        # A Call-ID may hold '%' (RFC 4475 intmeth): keep it out of the format string.
+        call_id = str(extra.get("call_id")).replace("%", "%%")
+        return f"[{call_id}] {msg}", kwargs
 
 
 def new_branch() -> str:
@@ -567,7 +572,7 @@ def _response_input(status: int, *, sending: bool) -> TransactionInput:
     return _I.SEND_300_699 if sending else _I.RECEIVE_300_699
 
 
-# --- the state machine ----------------------------------------------------------------------
+# --- the state machine ----------------------------------------------------------------
 
 
 class TransactionStateMachine:
@@ -618,7 +623,7 @@ class TransactionStateMachine:
             self.state = state
 
 
-# --- one transaction ------------------------------------------------------------------------
+# --- one transaction ------------------------------------------------------------------
 
 #: Called with (transaction key, timer, deadline) whenever a timer is armed.
 TimerScheduler = Callable[[str, TimerName, float], None]
@@ -799,7 +804,7 @@ class Transaction:
         self._outgoing.append(Transmit(data=data, destination=self.peer))
 
 
-# --- the layer ----------------------------------------------------------------------------
+# --- the layer ------------------------------------------------------------------------
 
 
 _CLIENT_KINDS = (TransactionKind.INVITE_CLIENT, TransactionKind.NON_INVITE_CLIENT)
@@ -849,8 +854,10 @@ class TransactionLayer:
             :class:`~switch.sip.errors.BadMessage` too; the caller drops it.
         """
         if isinstance(message, Response):
-            return self._take_pending() + self._receive_response(message, now)
-        return self._take_pending() + self._receive_request(message, source, now)
+            events = self._receive_response(message, now)
+        else:
+            events = self._receive_request(message, source, now)
+        return self._take_pending() + events
 
     def send_request(self, request: Request, destination: Address, now: float) -> str:
         """Start a client transaction for ``request`` and send it; return its key.
@@ -913,10 +920,11 @@ class TransactionLayer:
 
     def transport_error(self, key: str, now: float) -> list[Event]:
         """The transport failed to send for transaction ``key`` (RFC 3261 17.1.4)."""
-        transaction = self._client.get(key) or self._server.get(key)
-        if transaction is None:
-            return self._take_pending()
-        return self._take_pending() + self._drive(transaction, _I.TRANSPORT_ERROR, now)
+        transaction = self._lookup(key)
+        events = []
+        if transaction is not None:
+            events = self._drive(transaction, _I.TRANSPORT_ERROR, now)
+        return self._take_pending() + events
 
     def handle_timer(self, now: float) -> list[Event]:
         """Fire every timer due at ``now``; return the events for the TU."""
@@ -1032,6 +1040,9 @@ class TransactionLayer:
         # RFC 3261 17.2.3 (RFC 2543 peers): the Request-URI must match too, and the To
         # tag must be the request's (the response's, for an ACK).
         original = transaction.request
+        # TODO: RFC 3261 17.2.3 wants Request-URI *equality* (19.1.4); the rendered
+        # forms are compared, so an RFC 2543 peer that re-encodes its URI between
+        # retransmissions gets a second transaction (and the TU a duplicate request).
         if str(request.uri) != str(original.uri):
             return None
         if request.method == "ACK":
@@ -1127,12 +1138,15 @@ class TransactionLayer:
         return events
 
     def _receive_response(self, response: Response, now: float) -> list[Event]:
+        # TODO: RFC 3261 18.1.2 also wants the top Via's sent-by checked against the
+        # value we inserted; only the 64-bit random branch is matched, so a forged
+        # response must guess it.
         branch = response.top_via.branch
         transaction = None
         if branch is not None:
             transaction = self._client.get(_client_key(branch, response.cseq.method))
         if transaction is None:
-            # RFC 6026 section 7.1.2 (updating 18.1.2): a stray response is dropped.
+            # RFC 6026 (updating RFC 3261 18.1.2): a stray response is dropped.
             logger.debug(
                 "[%s] stray %d response dropped", response.call_id, response.status
             )

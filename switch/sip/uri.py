@@ -14,6 +14,7 @@ lower-cased; IPv6 references keep their brackets (``[2001:db8::1]``).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ MAX_PORT = 65535
 # RFC 5118 section 4.10: the RFC 3261 ABNF admits three colons before an embedded IPv4
 # address ("2001:db8:::192.0.2.1"); we tolerate that and only that.
 IPV6_ABNF_BUG = ":::"
+
+# Hosts repeat (the same peers and proxies), so their checked form is memoised.
+HOST_CACHE_SIZE = 4096
 
 _USER_SAFE = frozenset(grammar.USER_SAFE)
 _PASSWORD_SAFE = frozenset(grammar.PASSWORD_SAFE)
@@ -68,6 +72,7 @@ def unescape(text: str) -> str:
     return unquote(text, errors="surrogateescape")
 
 
+@functools.lru_cache(maxsize=HOST_CACHE_SIZE)
 def normalize_host(text: str) -> str:
     """Check a host (hostname, IPv4 address or IPv6 reference) and lower-case it.
 
@@ -88,6 +93,8 @@ def normalize_host(text: str) -> str:
 
 def check_hostname(text: str) -> None:
     """Raise BadMessage unless ``text`` follows the RFC 3261 hostname rule."""
+    # TODO: hostnames with "_" (seen from some LAN PBXs) are refused as the ABNF says,
+    # costing a 400 to such peers; relax here if interop needs it.
     if not text or not grammar.HOSTNAME_CHARS.fullmatch(text):
         raise BadMessage(f"Bad host {text!r}")
     labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
@@ -229,6 +236,9 @@ class SipUri:
             n in PARAMS_THAT_MUST_MATCH and n not in self.params for n in other.params
         ):
             return False
+        # TODO: URI header values are compared exactly; RFC 3261 section 19.1.4 wants
+        # each compared by its own header's rules (section 20), so two URIs differing
+        # only in, say, the case of a header's token value are wrongly told apart.
         mine = {name.lower(): value for name, value in self.headers.items()}
         theirs_headers = {name.lower(): value for name, value in other.headers.items()}
         return mine == theirs_headers

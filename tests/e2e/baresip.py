@@ -11,6 +11,7 @@ unregisters), then SIGTERM, then SIGKILL to its own process group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -154,16 +155,24 @@ class BaresipPhone:
                 out.writeframes(b"\0\0" * SAMPLE_RATE * SILENCE_SECONDS)
         (self.workdir / "config").write_text(
             CONFIG.format(
-                host=LOOPBACK, sip_port=self.sip_port, ctrl_port=self.ctrl_port,
-                rtp_low=self.rtp[0], rtp_high=self.rtp[1], source_wav=source_wav,
+                host=LOOPBACK,
+                sip_port=self.sip_port,
+                ctrl_port=self.ctrl_port,
+                rtp_low=self.rtp[0],
+                rtp_high=self.rtp[1],
+                source_wav=source_wav,
                 module_path=MODULE_PATH,
             )
         )
         (self.workdir / "accounts").write_text(
             ACCOUNT.format(
-                user=self.user, host=LOOPBACK, registrar_port=self.registrar_port,
-                transport=self.transport, password=self.password,
-                answermode=self.answermode, regint=self.regint,
+                user=self.user,
+                host=LOOPBACK,
+                registrar_port=self.registrar_port,
+                transport=self.transport,
+                password=self.password,
+                answermode=self.answermode,
+                regint=self.regint,
             )
         )
         (self.workdir / "contacts").write_text("")
@@ -172,8 +181,11 @@ class BaresipPhone:
         # refuses /dev/null. It stays open for the life of the process.
         self._proc = subprocess.Popen(
             [binary, "-f", str(self.workdir)],
-            stdin=subprocess.PIPE, stdout=self._log_file, stderr=subprocess.STDOUT,
-            cwd=self.workdir, start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+            start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while True:
@@ -202,10 +214,8 @@ class BaresipPhone:
         """Send ``/quit`` (unregister, then exit) and wait; the exit code or None."""
         if self._proc is None or self._proc.poll() is not None:
             return None if self._proc is None else self._proc.returncode
-        try:
+        with contextlib.suppress(OSError):
             self.type_line("/quit")
-        except OSError:
-            pass
         try:
             return self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -226,15 +236,11 @@ class BaresipPhone:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(SIGNAL_GRACE)
         if proc.stdin is not None:
-            try:
+            with contextlib.suppress(OSError):
                 proc.stdin.close()
-            except OSError:
-                pass
         if self._sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._sock.close()
-            except OSError:
-                pass
             self._sock = None
         if self._reader is not None:
             self._reader.join(SIGNAL_GRACE)

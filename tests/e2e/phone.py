@@ -233,8 +233,11 @@ class ScriptedPhone:
         aor = f"sip:{self.user}@{LOOPBACK}"
         headers = Headers(
             [
-                ("Via", f"SIP/2.0/{self.transport} {host}:{port}"
-                        f";branch={MAGIC_COOKIE}{new_token()};rport"),
+                (
+                    "Via",
+                    f"SIP/2.0/{self.transport} {host}:{port}"
+                    f";branch={MAGIC_COOKIE}{new_token()};rport",
+                ),
                 ("Max-Forwards", "70"),
                 ("From", f"<{aor}>;tag={self.from_tag}"),
                 ("To", f"<{aor}>"),
@@ -253,14 +256,18 @@ class ScriptedPhone:
             method=method, uri=parse_uri(uri or self.registrar_uri), headers=headers
         )
 
-    def wait_response(self, request: Request, timeout: float = DEFAULT_TIMEOUT) -> Response:
+    def wait_response(
+        self, request: Request, timeout: float = DEFAULT_TIMEOUT
+    ) -> Response:
         """The final response to ``request``; requests met meanwhile go to the inbox."""
         deadline = time.monotonic() + timeout
         branch = request.top_via.branch
         while True:
             message = self.receive(max(0.0, deadline - time.monotonic()))
             if message is None:
-                raise TimeoutError(f"no final response to {request.method} in {timeout}s")
+                raise TimeoutError(
+                    f"no final response to {request.method} in {timeout}s"
+                )
             if isinstance(message, Request):
                 self.inbox.append(message)
                 continue
@@ -277,8 +284,9 @@ class ScriptedPhone:
         """REGISTER this phone's contact, answering digest challenges (at most two)."""
         challenges: list[Response] = []
         authorizations: list[str] = []
-        request = self.request("REGISTER", contact=f"<{self.contact}>", expires=expires,
-                               extra=extra)
+        request = self.request(
+            "REGISTER", contact=f"<{self.contact}>", expires=expires, extra=extra
+        )
         response = self.exchange(request)
         while response.status == 401 and len(challenges) < 2:
             challenges.append(response)

@@ -21,7 +21,7 @@ from media.rtp import PayloadType
 
 
 def test_payload_type_recognition() -> None:
-    assert COMFORT_NOISE_PT == PayloadType.CN == 13
+    assert COMFORT_NOISE_PT == int(PayloadType.CN) == 13
     assert is_comfort_noise(13)
     for audio in (PayloadType.PCMU, PayloadType.PCMA, 101, 127):
         assert not is_comfort_noise(audio)

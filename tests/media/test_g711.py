@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from types import ModuleType
 
 import numpy as np
@@ -21,7 +22,8 @@ def audioop() -> ModuleType:
     # deprecated in 3.11-3.12, provided by audioop-lts from 3.13: tests only
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        return pytest.importorskip("audioop")
+        module: ModuleType = pytest.importorskip("audioop")
+    return module
 
 
 def _codes(data: bytes) -> npt.NDArray[np.uint8]:
@@ -100,7 +102,10 @@ def test_silence_codes() -> None:
     ("encode", "decode"),
     [(g711.ulaw_encode, g711.ulaw_decode), (g711.alaw_encode, g711.alaw_decode)],
 )
-def test_batches_of_streams_convert_like_single_frames(encode, decode) -> None:  # type: ignore[no-untyped-def]
+def test_batches_of_streams_convert_like_single_frames(
+    encode: Callable[[npt.ArrayLike], npt.NDArray[np.uint8]],
+    decode: Callable[[npt.ArrayLike], npt.NDArray[np.int16]],
+) -> None:
     rng = np.random.default_rng(7)
     frames = rng.integers(-32768, 32768, size=(50, 160)).astype(np.int16)
     codes = encode(frames)

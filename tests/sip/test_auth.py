@@ -816,6 +816,13 @@ def test_client_skips_unusable_and_garbage_challenges() -> None:
     assert client.authorize([], method="INVITE", uri=URI) == []
 
 
+def test_client_accepts_a_single_challenge_string() -> None:
+    server = make_server()
+    client = DigestClient(username="alice", password="wonderland")
+    (answer,) = client.authorize(server.challenge(1000.0)[0], method="INVITE", uri=URI)
+    assert verify(server, answer).ok
+
+
 def test_client_nonce_count_and_cnonce() -> None:
     counter = itertools.count()
     server = make_server()

@@ -10,6 +10,7 @@ the same rendering.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -104,15 +105,11 @@ def exercise(data: bytes) -> None:
             parse_message(reply.to_bytes())
         return
     for name in ACCESSORS:
-        try:
+        with contextlib.suppress(BadMessage):
             getattr(message, name)
-        except BadMessage:
-            pass
     if isinstance(message, Request):
-        try:
+        with contextlib.suppress(ProtocolError):
             check_request(message, supported=frozenset({"100rel"}))
-        except ProtocolError:
-            pass
     rendered = message.to_bytes()
     assert parse_message(rendered).to_bytes() == rendered
 
@@ -131,8 +128,19 @@ def test_random_bytes_after_a_valid_head(data: bytes) -> None:
 
 
 _SIP_ALPHABET = st.sampled_from(
-    list("aAzZ09 \t<>\"\\;,:@[]=%?&/.-+*!~'`()_{}#$^|")
-    + ["\r\n", "\r\n ", "sip:", "sips:", "tel:", "SIP/2.0", "z9hG4bK", "%00", "%4", "\x00"]
+    [
+        *"aAzZ09 \t<>\"\\;,:@[]=%?&/.-+*!~'`()_{}#$^|",
+        "\r\n",
+        "\r\n ",
+        "sip:",
+        "sips:",
+        "tel:",
+        "SIP/2.0",
+        "z9hG4bK",
+        "%00",
+        "%4",
+        "\x00",
+    ]
 )
 _HEADER_NAMES = st.sampled_from(
     ["Via", "v", "To", "t", "From", "f", "Call-ID", "i", "CSeq", "Contact", "m",
@@ -144,7 +152,11 @@ _HEADER_NAMES = st.sampled_from(
 def sip_shaped(draw: st.DrawFn) -> bytes:
     start = draw(
         st.sampled_from(
-            ["INVITE sip:a@b.com SIP/2.0", "SIP/2.0 180 Ringing", "OPTIONS tel:+1 SIP/2.0"]
+            [
+                "INVITE sip:a@b.com SIP/2.0",
+                "SIP/2.0 180 Ringing",
+                "OPTIONS tel:+1 SIP/2.0",
+            ]
         )
         | st.lists(_SIP_ALPHABET, max_size=30).map("".join)
     )
@@ -176,7 +188,7 @@ def mutated(draw: st.DrawFn) -> bytes:
     for _ in range(draw(st.integers(1, 8))):
         position = draw(st.integers(0, len(data)))
         operation = draw(st.sampled_from(["flip", "insert", "delete", "duplicate"]))
-        byte = draw(st.sampled_from(b"\x00\r\n \t:;,<>\"\\@%[]=?0123456789aZ\xff\xc3"))
+        byte = draw(st.sampled_from(b'\x00\r\n \t:;,<>"\\@%[]=?0123456789aZ\xff\xc3'))
         if operation == "insert" or position == len(data):
             data[position:position] = bytes([byte])
         elif operation == "flip":
@@ -196,10 +208,12 @@ def test_mutated_valid_messages(data: bytes) -> None:
 
 @FUZZ
 @given(
-    st.lists(st.sampled_from(ALL_SEEDS + [b"\r\n\r\n", b"\r\n"]), max_size=4),
+    st.lists(st.sampled_from([*ALL_SEEDS, b"\r\n\r\n", b"\r\n"]), max_size=4),
     st.lists(st.integers(1, 200), min_size=1, max_size=30),
 )
-def test_framer_chunking_does_not_matter(messages: list[bytes], cuts: list[int]) -> None:
+def test_framer_chunking_does_not_matter(
+    messages: list[bytes], cuts: list[int]
+) -> None:
     stream = b"".join(messages)
     try:
         whole = StreamFramer().feed(stream)
@@ -233,8 +247,6 @@ def test_framer_random_bytes(chunks: list[bytes]) -> None:
 @given(st.lists(_SIP_ALPHABET, max_size=60).map("".join) | st.text(max_size=60))
 def test_value_parsers_only_raise_bad_message(text: str) -> None:
     for parse in (parse_uri, parse_name_addr, parse_via, parse_cseq, parse_params):
-        try:
+        with contextlib.suppress(BadMessage):
             parse(text)
-        except BadMessage:
-            pass
-    assert "".join(split_header_values(text)).replace(" ", "") is not None
+    assert all(item == item.strip(" \t") for item in split_header_values(text))

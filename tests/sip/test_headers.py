@@ -27,7 +27,9 @@ from switch.sip.uri import AbsoluteUri, SipUri, TelUri, parse_uri
 
 
 def test_name_addr_with_quoted_display_name() -> None:
-    address = parse_name_addr('"J Rosenberg \\\\\\""  <sip:jdrosen@example.com> ; tag = 98asjd8')
+    address = parse_name_addr(
+        '"J Rosenberg \\\\\\""  <sip:jdrosen@example.com> ; tag = 98asjd8'
+    )
     assert address.display_name == 'J Rosenberg \\"'
     assert address.uri == parse_uri("sip:jdrosen@example.com")
     assert address.params == {"tag": "98asjd8"}
@@ -36,7 +38,9 @@ def test_name_addr_with_quoted_display_name() -> None:
 
 
 def test_name_addr_token_display_name() -> None:
-    address = parse_name_addr("token1~` token2'+_   token3*%!.- <sip:mundane@example.com>;tag=x")
+    address = parse_name_addr(
+        "token1~` token2'+_   token3*%!.- <sip:mundane@example.com>;tag=x"
+    )
     assert address.display_name == "token1~` token2'+_ token3*%!.-"
     assert address.tag == "x"
 
@@ -68,7 +72,9 @@ def test_addr_spec_params_belong_to_header() -> None:
 
 
 def test_addr_spec_with_space_before_params() -> None:
-    address = parse_name_addr("sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n")
+    address = parse_name_addr(
+        "sip:vivekg@chair-dnrc.example.com ;   tag    = 1918181833n"
+    )
     assert address.tag == "1918181833n"
     assert str(address.uri) == "sip:vivekg@chair-dnrc.example.com"
 
@@ -99,11 +105,20 @@ def test_control_characters_in_display_name() -> None:
         ('"Mr. J. User <sip:j.user@example.com>', "Unterminated quoted display name"),
         ('"Joe" sip:joe@example.com', "Expected '<' after display name"),
         ('"Joe"', "Expected '<' after display name"),
-        ("Bell, Alexander <sip:a.g.bell@example.com>;tag=43", "Display name must be quoted"),
+        (
+            "Bell, Alexander <sip:a.g.bell@example.com>;tag=43",
+            "Display name must be quoted",
+        ),
         ("Watson, Thomas <sip:t.watson@example.org>", "Display name must be quoted"),
-        ('"Watson, Thomas" < sip:t.watson@example.org >', "Whitespace inside angle brackets"),
+        (
+            '"Watson, Thomas" < sip:t.watson@example.org >',
+            "Whitespace inside angle brackets",
+        ),
         ("<sip:a@b.com", "Missing '>'"),
-        ("sip:user@example.com?Route=%3Csip:sip.example.com%3E", "must be in angle brackets"),
+        (
+            "sip:user@example.com?Route=%3Csip:sip.example.com%3E",
+            "must be in angle brackets",
+        ),
         ("sip:a@b.com,sip:c@d.com", "must be in angle brackets"),
         ('"Joe" <sip:joe@example.org>;;;;', "Empty or bad parameter name"),
         ("<sip:a@b.com> x", "Expected ';'"),
@@ -126,7 +141,10 @@ def test_name_addr_render_round_trip() -> None:
         params={"tag": "abc", "expires": "60"},
     )
     text = str(address)
-    assert text == '"Bob \\"the builder\\"" <sip:bob@biloxi.com;transport=tcp>;tag=abc;expires=60'
+    assert (
+        text
+        == '"Bob \\"the builder\\"" <sip:bob@biloxi.com;transport=tcp>;tag=abc;expires=60'
+    )
     assert parse_name_addr(text) == address
 
 
@@ -153,7 +171,9 @@ def test_unquote_string() -> None:
     assert unquote_string('"a\\"b\\\\c"') == 'a"b\\c'
 
 
-@given(st.text(alphabet=st.characters(blacklist_characters="\r\n", max_codepoint=0x7FF)))
+@given(
+    st.text(alphabet=st.characters(blacklist_characters="\r\n", max_codepoint=0x7FF))
+)
 def test_quote_unquote_round_trip(text: str) -> None:
     assert unquote_string(quote_string(text)) == text
 
@@ -177,7 +197,10 @@ def test_split_header_values() -> None:
         '"x, y" <sip:a@b.com>',
         '<sip:c@d.com;p="1,2">',
     ]
-    assert split_header_values('"a\\", b" <sip:a@b.com>, c') == ['"a\\", b" <sip:a@b.com>', "c"]
+    assert split_header_values('"a\\", b" <sip:a@b.com>, c') == [
+        '"a\\", b" <sip:a@b.com>',
+        "c",
+    ]
     assert split_header_values("<sip:a@b.com?x=1,2>,<sip:c@d.com>") == [
         "<sip:a@b.com?x=1,2>",
         "<sip:c@d.com>",
@@ -207,7 +230,12 @@ def test_parse_via() -> None:
 def test_via_with_lws_everywhere() -> None:
     # RFC 4475 section 3.1.1.1 (wsinv), after unfolding.
     via = parse_via("SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw")
-    assert (via.transport, via.host, via.port, via.branch) == ("UDP", "192.0.2.2", None, "390skdjuw")
+    assert (via.transport, via.host, via.port, via.branch) == (
+        "UDP",
+        "192.0.2.2",
+        None,
+        "390skdjuw",
+    )
     via = parse_via("SIP  /    2.0   / UDP  192.168.255.111   ; branch= z9hG4bK30239")
     assert via.branch == "z9hG4bK30239"
     via = parse_via("SIP/2.0/TCP host.com : 5070 ;x")
@@ -219,9 +247,13 @@ def test_via_ipv6_and_received() -> None:
     # RFC 5118 sections 4.5 and 4.7.
     via = parse_via("SIP/2.0/UDP [2001:db8::9:1]:6050;branch=z9hG4bKas3-111")
     assert (via.host, via.port) == ("[2001:db8::9:1]", 6050)
-    with_delim = parse_via("SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=b")
+    with_delim = parse_via(
+        "SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255];branch=b"
+    )
     assert with_delim.received == "2001:db8::9:255"
-    bare = parse_via("SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3")
+    bare = parse_via(
+        "SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255;branch=z9hG4bKas3"
+    )
     assert bare.received == "2001:db8::9:255"
     assert bare.branch == "z9hG4bKas3"
     assert parse_via("SIP/2.0/TCP h.com;received=192.0.2.200").received == "192.0.2.200"

@@ -17,6 +17,7 @@ from switch.sip.message import (
     StreamFramer,
     canonical_name,
     check_request,
+    error_response,
     make_response,
     parse_message,
     reason_phrase,
@@ -98,7 +99,11 @@ def test_compact_forms_are_expanded() -> None:
 
 def test_known_names_respelled_unknown_kept() -> None:
     headers = Headers([("MaX-fOrWaRdS", "70"), ("cseq", "1 A"), ("X-Odd-CASE", "1")])
-    assert list(headers) == [("Max-Forwards", "70"), ("CSeq", "1 A"), ("X-Odd-CASE", "1")]
+    assert list(headers) == [
+        ("Max-Forwards", "70"),
+        ("CSeq", "1 A"),
+        ("X-Odd-CASE", "1"),
+    ]
     assert headers.get("x-odd-case") == "1"
     assert canonical_name("X-Odd-CASE") == "X-Odd-CASE"
 
@@ -114,7 +119,11 @@ def test_get_and_get_all() -> None:
         ]
     )
     assert headers.get("Via") == "SIP/2.0/UDP a.com, SIP/2.0/UDP b.com"
-    assert headers.get_all("VIA") == ["SIP/2.0/UDP a.com", "SIP/2.0/UDP b.com", "SIP/2.0/TCP c.com"]
+    assert headers.get_all("VIA") == [
+        "SIP/2.0/UDP a.com",
+        "SIP/2.0/UDP b.com",
+        "SIP/2.0/TCP c.com",
+    ]
     assert headers.get_all("Allow") == ["INVITE", "ACK"]
     assert headers.get_all("Subject") == ["a, b", "c"]
     assert headers.get_all("Route") == []
@@ -138,7 +147,13 @@ def test_add_rejects_injection() -> None:
 
 def test_set_replaces_in_place() -> None:
     headers = Headers(
-        [("X-A", "1"), ("Route", "<sip:x.com>"), ("X-B", "2"), ("route", "<sip:y>")]
+        [
+            ("X-A", "1"),
+            ("Route", "<sip:x.com>"),
+            ("X-B", "2"),
+            ("route", "<sip:y>"),
+            ("Route", "<sip:z.com>"),
+        ]
     )
     headers.set("Route", "<sip:z.com>")
     assert list(headers) == [("X-A", "1"), ("Route", "<sip:z.com>"), ("X-B", "2")]
@@ -195,7 +210,9 @@ def test_parse_request() -> None:
     assert [str(via) for via in message.vias] == [
         "SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds"
     ]
-    assert [str(contact.uri) for contact in message.contacts] == ["sip:alice@pc33.atlanta.com"]
+    assert [str(contact.uri) for contact in message.contacts] == [
+        "sip:alice@pc33.atlanta.com"
+    ]
     assert not message.is_star_contact
 
 
@@ -206,7 +223,11 @@ def test_parse_response() -> None:
         "CSeq: 1 INVITE",
         "Content-Length: 0",
     )
-    assert (message.status, message.reason, message.version) == (180, "Ringing", "SIP/2.0")
+    assert (message.status, message.reason, message.version) == (
+        180,
+        "Ringing",
+        "SIP/2.0",
+    )
     assert [via.host for via in message.vias] == ["a.com", "b.com"]
     assert message.top_via.host == "a.com"
     assert message.body == b""
@@ -265,7 +286,9 @@ def test_body_with_nul_and_bare_crlf_survives() -> None:
 
 def test_memoryview_input() -> None:
     data = wire(*invite_lines(l="0"))
-    assert parse_message(memoryview(data)).method == "INVITE"  # type: ignore[union-attr]
+    message = parse_message(memoryview(data))
+    assert isinstance(message, Request)
+    assert message.method == "INVITE"
 
 
 @pytest.mark.parametrize(
@@ -273,13 +296,28 @@ def test_memoryview_input() -> None:
     [
         (b"", "Empty message"),
         (b"\r\n\r\n", "Empty message"),
-        (b"INVITE sip:a@b.com SIP/2.0\r\nVia: x\r\n", "not terminated by an empty line"),
-        (b"INVITE sip:a@b.com SIP/2.0\r\nSubject: \xff\r\n\r\n", "not UTF-8 \\(byte 37\\)"),
+        (
+            b"INVITE sip:a@b.com SIP/2.0\r\nVia: x\r\n",
+            "not terminated by an empty line",
+        ),
+        (
+            b"INVITE sip:a@b.com SIP/2.0\r\nSubject: \xff\r\n\r\n",
+            "not UTF-8 \\(byte 37\\)",
+        ),
         (b"INVITE sip:a@b.com SIP/2.0\nVia: x\n\r\n\r\n", "Bare CR or LF"),
         (b"INVITE sip:a@b.com SIP/2.0\r\nA: 1\r2\r\n\r\n", "Bare CR or LF"),
-        (b"INVITE sip:a@b.com SIP/2.0\r\n folded\r\n\r\n", "starts with a continuation"),
-        (b"INVITE sip:a@b.com SIP/2.0\r\nFoobar roobar\r\n\r\n", "without colon: 'Foobar"),
-        (b"INVITE sip:a@b.com SIP/2.0\r\nBad Name: x\r\n\r\n", "Bad header name 'Bad Name'"),
+        (
+            b"INVITE sip:a@b.com SIP/2.0\r\n folded\r\n\r\n",
+            "starts with a continuation",
+        ),
+        (
+            b"INVITE sip:a@b.com SIP/2.0\r\nFoobar roobar\r\n\r\n",
+            "without colon: 'Foobar",
+        ),
+        (
+            b"INVITE sip:a@b.com SIP/2.0\r\nBad Name: x\r\n\r\n",
+            "Bad header name 'Bad Name'",
+        ),
         (b"INVITE sip:a@b.com SIP/2.0\r\n: x\r\n\r\n", "Bad header name ''"),
         (b"SIP/2.0\r\n\r\n", "Bad status code ''"),
         (b"SIP/2.0 4294967301 Huge\r\n\r\n", "Bad status code '4294967301'"),
@@ -453,9 +491,13 @@ def test_request_uri_is_rendered_canonically() -> None:
     assert message.to_bytes().startswith(b"OPTIONS sip:user@example.com;lr SIP/2.0\r\n")
 
 
-def test_reason_with_crlf_is_refused() -> None:
-    with pytest.raises(LocalProtocolError):
+def test_local_misuse_is_refused_on_rendering() -> None:
+    with pytest.raises(LocalProtocolError, match="CR/LF"):
         Response(status=200, reason="OK\r\nVia: x").to_bytes()
+    with pytest.raises(LocalProtocolError, match="outside 100-699"):
+        Response(status=1000, reason="OK").to_bytes()
+    with pytest.raises(LocalProtocolError, match="not a token"):
+        Request(method="IN VITE", uri=parse_uri("sip:a@b.com")).to_bytes()
 
 
 # --- make_response -----------------------------------------------------------------------
@@ -475,7 +517,14 @@ def test_make_response_copies_rfc_3261_8_2_6_headers() -> None:
         "SIP/2.0/UDP proxy.com;branch=z9hG4bK2",
         "SIP/2.0/UDP p2.com;branch=z9hG4bK3",
     ]
-    assert [name for name, _ in reply.headers] == ["Via", "To", "From", "Call-ID", "CSeq", "Via"]
+    assert [name for name, _ in reply.headers] == [
+        "Via",
+        "To",
+        "From",
+        "Call-ID",
+        "CSeq",
+        "Via",
+    ]
     assert reply.to.tag == "abc"
     assert reply.from_.tag == "1928301774"
     assert reply.call_id == message.call_id
@@ -485,6 +534,7 @@ def test_make_response_copies_rfc_3261_8_2_6_headers() -> None:
     trying = make_response(message, Status.TRYING)
     assert trying.headers.get("Timestamp") == "54"
     assert trying.to.tag is None
+    assert "Timestamp" not in make_response(invite(), Status.TRYING).headers
 
 
 def test_make_response_keeps_existing_to_tag() -> None:
@@ -502,8 +552,11 @@ def test_make_response_reason_defaults() -> None:
         make_response(message, 99)
     with pytest.raises(LocalProtocolError):
         make_response(message, 200, to_tag="bad tag")
-    with pytest.raises(BadMessage):
-        make_response(invite(To="<sip:x"), 200, to_tag="t")
+    # A garbled To is echoed without a tag so that the 400 still goes out.
+    garbled = make_response(
+        invite(To='"Mr. J. User <sip:j.user@example.com>'), 400, to_tag="t"
+    )
+    assert garbled.headers.get("To") == '"Mr. J. User <sip:j.user@example.com>'
 
 
 def test_make_response_to_garbage_request_without_tag() -> None:
@@ -558,11 +611,17 @@ def test_400_repeated_header(name: str) -> None:
     [
         ({"CSeq": "1 OPTIONS"}, "CSeq method does not match request method"),
         ({"CSeq": "1 invite"}, "CSeq method does not match request method"),
-        ({"CSeq": "99999999999 INVITE"}, "CSeq number 99999999999 does not fit 32 bits"),
+        (
+            {"CSeq": "99999999999 INVITE"},
+            "CSeq number 99999999999 does not fit 32 bits",
+        ),
         ({"Via": "SIP/2.0/UDP a.com;;"}, "Empty or bad parameter name at ';'"),
         ({"Contact": "<sip:a@b.com>;;"}, "Empty or bad parameter name at ';'"),
         ({"Max_Forwards": "256"}, "Bad Max-Forwards '256'"),
-        ({"start": "INVITE sip:a@b.com?Route=x SIP/2.0"}, "Request-URI must not contain headers"),
+        (
+            {"start": "INVITE sip:a@b.com?Route=x SIP/2.0"},
+            "Request-URI must not contain headers",
+        ),
     ],
 )
 def test_400_names_the_defect(override: dict[str, str], reason: str) -> None:
@@ -588,13 +647,17 @@ def test_483_max_forwards_zero() -> None:
     error = rejection(invite(Max_Forwards="0"))
     assert (error.status, error.reason) == (483, "Too Many Hops")
     # RFC 3261 section 16.3 item 2: OPTIONS may be answered by this element itself.
-    options = invite(start="OPTIONS sip:bob@biloxi.com SIP/2.0", CSeq="1 OPTIONS", Max_Forwards="0")
+    options = invite(
+        start="OPTIONS sip:bob@biloxi.com SIP/2.0", CSeq="1 OPTIONS", Max_Forwards="0"
+    )
     check_request(options, supported=SUPPORTED)
     register = invite(
         start="REGISTER sip:biloxi.com SIP/2.0", CSeq="1 REGISTER", Max_Forwards="0"
     )
     assert rejection(register).status == 483
-    check_request(register, supported=SUPPORTED, answered_locally=frozenset({"REGISTER"}))
+    check_request(
+        register, supported=SUPPORTED, answered_locally=frozenset({"REGISTER"})
+    )
 
 
 def test_420_lists_unsupported_require_tags() -> None:
@@ -607,7 +670,9 @@ def test_420_lists_unsupported_require_tags() -> None:
 
 def test_require_ignored_in_ack_and_cancel() -> None:
     for method in ("ACK", "CANCEL"):
-        message = invite(start=f"{method} sip:bob@biloxi.com SIP/2.0", CSeq=f"1 {method}")
+        message = invite(
+            start=f"{method} sip:bob@biloxi.com SIP/2.0", CSeq=f"1 {method}"
+        )
         message.headers.add("Require", "foo")
         check_request(message, supported=SUPPORTED)
 
@@ -687,7 +752,9 @@ def test_framer_errors(data: bytes, message: str) -> None:
 
 def test_framer_uses_the_same_content_length_as_parser() -> None:
     # "Content-Length" with LWS before the colon and in compact form.
-    data = wire("MESSAGE sip:a@b.com SIP/2.0", "CONTENT-LENGTH  : 3", body="abc") + MSG_B
+    data = (
+        wire("MESSAGE sip:a@b.com SIP/2.0", "CONTENT-LENGTH  : 3", body="abc") + MSG_B
+    )
     assert StreamFramer().feed(data) == [data[: -len(MSG_B)], MSG_B]
 
 
@@ -695,3 +762,82 @@ def test_name_addr_of_message_matches_headers_module() -> None:
     message = invite()
     assert message.to == parse_name_addr("Bob <sip:bob@biloxi.com>")
     assert isinstance(message.to.uri, SipUri)
+
+
+# --- error_response ----------------------------------------------------------------------
+
+
+def test_error_response_to_bad_request_line() -> None:
+    lines = invite_lines(start="INVITE <sip:bob@biloxi.com> SIP/2.0")
+    data = wire(*lines[:2], "Bad line", " folded junk", *lines[2:], "X-Extra: 1")
+    with pytest.raises(BadMessage) as info:
+        parse_message(data)
+    reply = error_response(data, info.value)
+    assert reply is not None
+    assert (reply.status, reply.reason) == (
+        400,
+        "URI without a valid scheme: '<sip:bob@biloxi.com>'",
+    )
+    assert [name for name, _ in reply.headers] == [
+        "Via",
+        "To",
+        "From",
+        "Call-ID",
+        "CSeq",
+    ]
+    assert reply.to.tag is None
+    assert parse_message(reply.to_bytes()) == reply
+
+
+def test_error_response_without_empty_line_and_with_extra_headers() -> None:
+    data = b"\r\n" + "\r\n".join(invite_lines(start="X y")).encode()
+    error = ProtocolError("Nope", status=420, headers=(("Unsupported", "foo"),))
+    reply = error_response(data, error)
+    assert reply is not None
+    assert (reply.status, reply.headers.get("Unsupported")) == (420, "foo")
+
+
+def test_error_response_skips_lines_with_bare_line_breaks() -> None:
+    data = wire("X y", "Via: SIP/2.0/UDP a.com", "To: <sip:a@b.com>\nInjected: 1")
+    reply = error_response(data, BadMessage("bad"))
+    assert reply is not None
+    assert "To" not in reply.headers
+    assert b"Injected" not in reply.to_bytes()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        wire("SIP/2.0 999 Bad", "Via: SIP/2.0/UDP a.com"),
+        wire("ACK sip:a@b.com SIP/2.0 x", "Via: SIP/2.0/UDP a.com"),
+        wire("INVITE sip:a@b.com SIP/2.0 x", "Via: garbage"),
+        wire("INVITE sip:a@b.com SIP/2.0 x"),
+        b"\xff\xfe",
+    ],
+)
+def test_error_response_refuses_responses_acks_and_unaddressable(data: bytes) -> None:
+    assert error_response(data, BadMessage("bad")) is None
+
+
+def test_error_response_to_framing_errors() -> None:
+    data = wire(*invite_lines(Content_Length="99"), body="x")
+    with pytest.raises(FramingError) as info:
+        parse_message(data)
+    reply = error_response(data, info.value)
+    assert reply is not None
+    assert reply.reason == "Body shorter than Content-Length (1 < 99)"
+    ack = wire(*invite_lines(start="ACK sip:b@b.com SIP/2.0", CSeq="1 ACK", l="99"))
+    response_data = wire("SIP/2.0 200 OK", "Content-Length: x")
+    for bad in (ack, response_data):
+        with pytest.raises(FramingError) as info:
+            parse_message(bad)
+        assert error_response(bad, info.value) is None
+
+
+def test_message_without_headers() -> None:
+    message = parse_message(b"OPTIONS sip:a@b.com SIP/2.0\r\n\r\n")
+    assert isinstance(message, Request)
+    assert len(message.headers) == 0
+    assert message.body == b""
+    with pytest.raises(ProtocolError, match="Missing Via header"):
+        check_request(message, supported=SUPPORTED)

@@ -53,7 +53,7 @@ S = TransactionState
 I = TransactionInput  # noqa: E741
 
 
-# --- message factories -------------------------------------------------------------------
+# --- message factories ----------------------------------------------------------------
 
 
 def request(
@@ -158,7 +158,7 @@ def server(
     return layer, event.transaction_key
 
 
-# --- timers ------------------------------------------------------------------------------
+# --- timers ---------------------------------------------------------------------------
 
 
 def test_timer_defaults_follow_rfc_3261_table_4() -> None:
@@ -227,7 +227,7 @@ def test_timers_reject_nonsense(kwargs: dict[str, float], message: str) -> None:
         Timers(**kwargs)
 
 
-# --- helpers -----------------------------------------------------------------------------
+# --- helpers --------------------------------------------------------------------------
 
 
 def test_new_branch_and_tag_are_fresh() -> None:
@@ -349,7 +349,7 @@ def test_make_non_2xx_ack_needs_the_response_to() -> None:
         make_non_2xx_ack(invite, response)
 
 
-# --- events ------------------------------------------------------------------------------
+# --- events ---------------------------------------------------------------------------
 
 
 def test_request_received_checks_its_fields() -> None:
@@ -379,7 +379,7 @@ def test_events_are_frozen() -> None:
         event.transaction_key = "other"  # type: ignore[misc]
 
 
-# --- INVITE client transaction (RFC 3261 17.1.1, RFC 6026 8.4) --------------------------
+# --- INVITE client transaction (RFC 3261 17.1.1, RFC 6026 8.4) ------------------------
 
 
 def test_invite_client_timer_a_doubles_until_timer_b() -> None:
@@ -482,7 +482,9 @@ def test_invite_client_final_straight_from_calling() -> None:
     layer, key = client(req)
     layer.receive(respond(req, 603), UDP_PEER, 0.7)
     assert layer.transaction_state(key) is S.COMPLETED
-    assert [wire(t).method for t in layer.take_outgoing()] == ["ACK"]  # type: ignore[union-attr]
+    (ack,) = [wire(t) for t in layer.take_outgoing()]
+    assert isinstance(ack, Request)
+    assert ack.method == "ACK"
     assert layer.next_deadline() == pytest.approx(32.7)
 
 
@@ -529,7 +531,7 @@ def test_invite_client_2xx_goes_to_accepted_until_timer_m() -> None:
     assert [(item.when, item.events) for item in fired] == [
         (33.0, [TransactionTerminated(transaction_key=key)])
     ]
-    # Afterwards a 2xx is a stray and dropped (RFC 6026 7.1.2).
+    # Afterwards a 2xx is a stray and dropped (RFC 6026 updating 18.1.2).
     assert layer.receive(ok, UDP_PEER, 40.0) == []
 
 
@@ -558,7 +560,7 @@ def test_invite_client_transport_error(setup: str) -> None:
     assert layer.transport_error(key, 0.3) == []
 
 
-# --- non-INVITE client transaction (RFC 3261 17.1.2) -------------------------------------
+# --- non-INVITE client transaction (RFC 3261 17.1.2) ----------------------------------
 
 
 def test_non_invite_client_timer_e_doubles_up_to_t2_until_timer_f() -> None:
@@ -641,7 +643,7 @@ def test_non_invite_client_transport_error(status: int | None) -> None:
     ]
 
 
-# --- client side: sending and matching ---------------------------------------------------
+# --- client side: sending and matching ------------------------------------------------
 
 
 def test_send_request_needs_a_cookie_branch() -> None:
@@ -708,7 +710,7 @@ def test_responses_match_on_branch_and_cseq_method() -> None:
     assert layer.transaction_state(next(iter(layer)).key) is S.TRYING
 
 
-# --- INVITE server transaction (RFC 3261 17.2.1, RFC 6026 8.7) ---------------------------
+# --- INVITE server transaction (RFC 3261 17.2.1, RFC 6026 8.7) ------------------------
 
 
 def test_invite_server_sends_100_trying_and_resends_the_latest_provisional() -> None:
@@ -833,19 +835,30 @@ def test_invite_server_2xx_goes_to_accepted_until_timer_l() -> None:
     ]
 
 
-@pytest.mark.parametrize("setup", [None, 486, "confirmed"])
-def test_invite_server_transport_error(setup: int | str | None) -> None:
+@pytest.mark.parametrize("setup", [486, "confirmed"])
+def test_invite_server_transport_error_after_the_final(setup: int | str) -> None:
     req = request()
     layer, key = server(req)
-    if setup is not None:
-        busy = make_response(req, 486, to_tag="tt")
-        layer.send_response(busy, 0.0)
-        if setup == "confirmed":
-            layer.receive(make_non_2xx_ack(req, busy), UDP_PEER, 0.1)
+    busy = make_response(req, 486, to_tag="tt")
+    layer.send_response(busy, 0.0)
+    if setup == "confirmed":
+        layer.receive(make_non_2xx_ack(req, busy), UDP_PEER, 0.1)
     assert layer.transport_error(key, 0.2) == [
         TransactionTransportError(transaction_key=key, request=req),
         TransactionTerminated(transaction_key=key),
     ]
+
+
+def test_invite_server_transport_error_in_proceeding_keeps_the_transaction() -> None:
+    # RFC 6026 figure 7: the TU is told and still sends its final response.
+    req = request()
+    layer, key = server(req)
+    assert layer.transport_error(key, 0.2) == [
+        TransactionTransportError(transaction_key=key, request=req)
+    ]
+    assert layer.transaction_state(key) is S.PROCEEDING
+    layer.send_response(make_response(req, 500, to_tag="tt"), 0.3)
+    assert statuses(layer.take_outgoing()) == [500]
 
 
 def test_server_misuse_terminates_the_transaction() -> None:
@@ -892,7 +905,7 @@ def test_send_response_with_explicit_key() -> None:
     assert layer.transaction_state(key) is S.COMPLETED
 
 
-# --- non-INVITE server transaction (RFC 3261 17.2.2) -------------------------------------
+# --- non-INVITE server transaction (RFC 3261 17.2.2) ----------------------------------
 
 
 def test_non_invite_server_walk() -> None:
@@ -953,7 +966,7 @@ def test_non_invite_server_final_from_proceeding_with_error_status() -> None:
     assert layer.transaction_state(key) is S.COMPLETED
 
 
-# --- server matching (RFC 3261 17.2.3, 9.2, 8.2.2.2) -------------------------------------
+# --- server matching (RFC 3261 17.2.3, 9.2, 8.2.2.2) ----------------------------------
 
 
 def test_server_matching_uses_branch_sent_by_and_method() -> None:
@@ -1119,10 +1132,17 @@ def test_requests_with_to_tag_or_after_the_original_are_not_merged() -> None:
 
 def test_request_without_via_is_a_protocol_error() -> None:
     layer = TransactionLayer()
+    options = request("OPTIONS")
+    layer.receive(options, UDP_PEER, 0.0)
+    layer.send_response(make_response(options, 200, to_tag="t"), 0.0)
+    with pytest.raises(LocalProtocolError):
+        layer.send_response(make_response(options, 200, to_tag="t"), 0.0)
     req = request()
     req.headers.remove("Via")
     with pytest.raises(ProtocolError):
         layer.receive(req, UDP_PEER, 0.0)
+    # The termination the misuse caused is still reported, with the next batch.
+    assert len(layer.handle_timer(0.1)) == 1
 
 
 def test_layer_iterates_its_transactions() -> None:
@@ -1145,7 +1165,7 @@ def test_transitions_are_logged_with_the_call_id(
     )
 
 
-# --- a single transaction driven by hand --------------------------------------------------
+# --- a single transaction driven by hand ----------------------------------------------
 
 
 def state_of(transaction: Transaction) -> TransactionState:
@@ -1197,7 +1217,7 @@ def test_server_transaction_by_hand_ignores_missing_messages() -> None:
     assert outgoing == []
 
 
-# --- the tables ----------------------------------------------------------------------------
+# --- the tables -----------------------------------------------------------------------
 
 ALL_PAIRS = [
     (kind, state, event)
@@ -1294,7 +1314,7 @@ def test_machine_property(
             assert machine.state in STATE_TIMERS[kind]
 
 
-# --- the layer under random drive ---------------------------------------------------------
+# --- the layer under random drive -----------------------------------------------------
 
 OPERATIONS = st.one_of(
     st.tuples(

@@ -39,7 +39,9 @@ def test_minimal_sip_uri() -> None:
 
 
 def test_full_sip_uri() -> None:
-    uri = sip("SIPS:Alice:secret@Atlanta.COM:5061;Transport=TCP;lr;Maddr=x.org?Subject=hi&p=")
+    uri = sip(
+        "SIPS:Alice:secret@Atlanta.COM:5061;Transport=TCP;lr;Maddr=x.org?Subject=hi&p="
+    )
     assert uri.scheme == "sips"
     assert uri.user == "Alice"
     assert uri.password == "secret"
@@ -49,7 +51,10 @@ def test_full_sip_uri() -> None:
     assert uri.transport == "tcp"
     assert uri.headers == {"Subject": "hi", "p": ""}
     assert uri.host_port == "atlanta.com:5061"
-    assert str(uri) == "sips:Alice:secret@atlanta.com:5061;transport=TCP;lr;maddr=x.org?Subject=hi&p="
+    assert (
+        str(uri)
+        == "sips:Alice:secret@atlanta.com:5061;transport=TCP;lr;maddr=x.org?Subject=hi&p="
+    )
 
 
 def test_empty_password_is_kept() -> None:
@@ -244,7 +249,10 @@ def test_absolute_uris(text: str) -> None:
 @pytest.mark.parametrize(
     ("left", "right"),
     [
-        ("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"),
+        (
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=tcp",
+        ),
         ("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
         ("sip:carol@chicago.com", "sip:carol@chicago.com;security=on"),
         ("sip:carol@chicago.com;newparam=5", "sip:carol@chicago.com;security=on"),
@@ -327,7 +335,9 @@ _uri_text = st.text(
     password=st.none() | _uri_text,
     port=st.none() | st.integers(min_value=0, max_value=65535),
     params=st.dictionaries(
-        _uri_text.filter(bool).map(str.lower), st.none() | _uri_text.filter(bool), max_size=3
+        _uri_text.filter(bool).map(str.lower),
+        st.none() | _uri_text.filter(bool),
+        max_size=3,
     ),
     headers=st.dictionaries(_uri_text.filter(bool), _uri_text, max_size=3),
     host=st.sampled_from(["example.com", "192.0.2.1", "[2001:db8::1]", "a-1.b"]),

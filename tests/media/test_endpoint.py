@@ -1,0 +1,447 @@
+"""Tests for media.endpoint: receive path, bad input, latching, SSRC changes, RTCP, stats.
+
+Real UDP sockets on 127.0.0.1; loops are bounded; nothing asserts on timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from media.commands import (
+    Codec,
+    Connect,
+    CreateEndpoint,
+    DtmfReceived,
+    EndpointCreated,
+    MediaEvent,
+    RemoteLatched,
+    SetCodec,
+    SetLatching,
+    SetRemote,
+)
+from media.dtmf import encode_event
+from media.engine import EngineConfig, MediaEngine
+from media.rtcp import (
+    ReceiverReport,
+    ReportBlock,
+    SenderReport,
+    SourceDescription,
+    build_compound,
+    parse_compound,
+)
+from media.rtp import RtpExtension, RtpPacket
+
+PORT_MIN = 46000
+PAYLOAD = bytes(range(160))
+
+
+class Peer:
+    """A phone on loopback: sends RTP to an endpoint and collects what comes back."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port: int = self.sock.getsockname()[1]
+        self.received: list[tuple[RtpPacket, tuple[str, int]]] = []
+
+    def send(self, port: int, packet: RtpPacket | bytes) -> None:
+        data = packet.to_bytes() if isinstance(packet, RtpPacket) else packet
+        self.sock.sendto(data, ("127.0.0.1", port))
+
+    def drain(self) -> list[RtpPacket]:
+        while True:
+            try:
+                data, source = self.sock.recvfrom(65536)
+            except BlockingIOError:
+                break
+            self.received.append((RtpPacket.parse(data), source))
+        return [packet for packet, _ in self.received]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def rtp(
+    seq: int,
+    *,
+    ssrc: int = 0x1111,
+    pt: int = 0,
+    payload: bytes = PAYLOAD,
+    marker: bool = False,
+    csrc: tuple[int, ...] = (),
+    extension: RtpExtension | None = None,
+    padding: int = 0,
+) -> RtpPacket:
+    return RtpPacket(
+        payload_type=pt,
+        sequence=seq & 0xFFFF,
+        timestamp=(seq * 160) & 0xFFFFFFFF,
+        ssrc=ssrc,
+        marker=marker,
+        payload=payload,
+        csrc=csrc,
+        extension=extension,
+        padding=padding,
+    )
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Let the loop run until ``predicate`` holds (bounded)."""
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+class Harness:
+    def __init__(self, engine: MediaEngine, events: list[MediaEvent]) -> None:
+        self.engine = engine
+        self.events = events
+        self.peers: list[Peer] = []
+
+    def endpoint(self, *, latching: bool = True) -> EndpointCreated:
+        result = self.engine.execute(CreateEndpoint(latching=latching))
+        assert isinstance(result, EndpointCreated)
+        return result
+
+    def peer(self) -> Peer:
+        peer = Peer()
+        self.peers.append(peer)
+        return peer
+
+    def attach(self, endpoint: EndpointCreated, peer: Peer) -> None:
+        self.engine.execute(
+            SetRemote(
+                endpoint_id=endpoint.endpoint_id, host="127.0.0.1", port=peer.port
+            )
+        )
+
+    def bridged(
+        self, *, latching: bool = True
+    ) -> tuple[EndpointCreated, Peer, EndpointCreated, Peer]:
+        a, b = self.endpoint(latching=latching), self.endpoint(latching=latching)
+        pa, pb = self.peer(), self.peer()
+        self.attach(a, pa)
+        self.attach(b, pb)
+        self.engine.execute(Connect(endpoint_a=a.endpoint_id, endpoint_b=b.endpoint_id))
+        return a, pa, b, pb
+
+    def dropped(self, endpoint: EndpointCreated) -> dict[str, int]:
+        return self.engine.stats(endpoint.endpoint_id).dropped
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    events: list[MediaEvent] = []
+    engine = MediaEngine(
+        EngineConfig(port_min=PORT_MIN, port_max=PORT_MIN + 199), on_event=events.append
+    )
+    harness = Harness(engine, events)
+    yield harness
+    engine.close()
+    for peer in harness.peers:
+        peer.close()
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _with_first_octet(packet: bytes, first: int) -> bytes:
+    return bytes([first]) + packet[1:]
+
+
+GOOD = rtp(1).to_bytes()
+BAD_DATAGRAMS: list[tuple[str, bytes]] = [
+    ("version", _with_first_octet(GOOD, 0x40)),
+    ("version", _with_first_octet(GOOD, 0x00)),
+    ("short", b""),
+    ("short", GOOD[:11]),
+    ("padding", _with_first_octet(GOOD[:-1] + b"\xc8", 0xA0)),  # pads 200 of 172
+    ("padding", _with_first_octet(GOOD[:-1] + b"\x00", 0xA0)),  # pad count 0
+    ("extension", _with_first_octet(GOOD[:12] + b"\xbe\xde\x00\x64" + b"x" * 8, 0x90)),
+    ("extension", _with_first_octet(GOOD[:12] + b"\xbe", 0x90)),
+    ("csrc", _with_first_octet(GOOD[:12] + b"\x00" * 20, 0x8F)),
+    ("too_big", GOOD + bytes(64000)),
+    ("payload_type", rtp(1, pt=96).to_bytes()),
+    ("payload_type", rtp(1, pt=127).to_bytes()),
+]
+
+
+@pytest.mark.parametrize(("reason", "datagram"), BAD_DATAGRAMS)
+async def test_bad_datagram_counted_dropped_never_bridged(
+    h: Harness, reason: str, datagram: bytes
+) -> None:
+    a, pa, _b, pb = h.bridged()
+    pa.send(a.rtp_port, rtp(1))  # latch, and prove the path works
+    await eventually(lambda: len(pb.drain()) == 1)
+    pa.send(a.rtp_port, datagram)
+    pa.send(a.rtp_port, datagram)
+    pa.send(a.rtp_port, rtp(2))  # still alive afterwards
+    await eventually(lambda: len(pb.drain()) == 2)
+    await asyncio.sleep(0.05)
+    out = pb.drain()
+    assert len(out) == 2
+    assert out[1].sequence == (out[0].sequence + 1) & 0xFFFF
+    assert h.dropped(a) == {reason: 2}
+    assert h.engine.stats(a.endpoint_id).packets_in == 2
+
+
+async def test_valid_irregular_headers_are_accepted(h: Harness) -> None:
+    a, pa, _b, pb = h.bridged()
+    fancy = [
+        rtp(1, csrc=(1, 2, 3)),
+        rtp(2, extension=RtpExtension(0xBEDE, b"\x10\xaa\x00\x00")),
+        rtp(3, padding=4),
+        rtp(4, csrc=(9,), extension=RtpExtension(0x1000, b""), padding=1),
+    ]
+    for packet in fancy:
+        pa.send(a.rtp_port, packet)
+    await eventually(lambda: len(pb.drain()) == 4)
+    assert all(packet.payload == PAYLOAD for packet in pb.drain())
+    assert h.dropped(a) == {}
+
+
+async def test_transcoding_skips_csrc_extension_and_padding(h: Harness) -> None:
+    a, pa, b, pb = h.bridged()
+    h.engine.execute(SetCodec(endpoint_id=b.endpoint_id, codec=Codec.PCMA))
+    pa.send(a.rtp_port, rtp(1, csrc=(7,), padding=3, payload=b"\xff" * 160))
+    await eventually(lambda: len(pb.drain()) == 1)
+    packet = pb.drain()[0]
+    assert packet.payload_type == 8
+    assert packet.csrc == (7,)
+    assert packet.padding == 3
+    assert packet.payload == b"\xd5" * 160  # mu-law silence became A-law silence
+
+
+# ------------------------------------------------------------------ addressing
+
+
+async def test_latching_follows_the_first_source_and_drops_strangers(
+    h: Harness,
+) -> None:
+    a, pa, b, pb = h.bridged()
+    nat = h.peer()  # the phone's real (NAT-mapped) address, not the one in SDP
+    stranger = h.peer()
+    nat.send(a.rtp_port, rtp(1))
+    await eventually(lambda: h.engine.stats(a.endpoint_id).latched)
+    assert (
+        RemoteLatched(endpoint_id=a.endpoint_id, host="127.0.0.1", port=nat.port)
+        in h.events
+    )
+    stranger.send(a.rtp_port, rtp(2, ssrc=0x666))
+    stranger.send(a.rtp_port, rtp(3, ssrc=0x666))
+    # the other side's audio now goes to the latched address, from a's socket
+    pb.send(b.rtp_port, rtp(1, ssrc=0x2222))
+    await eventually(lambda: len(nat.drain()) == 1)
+    assert nat.received[0][1] == ("127.0.0.1", a.rtp_port)  # symmetric RTP
+    await eventually(lambda: h.dropped(a).get("address") == 2)
+    assert len(pb.drain()) == 1  # only nat's packet was bridged
+    assert pa.drain() == []
+
+
+async def test_latching_off_only_the_remote_is_heard(h: Harness) -> None:
+    a, pa, _b, pb = h.bridged(latching=False)
+    stranger = h.peer()
+    stranger.send(a.rtp_port, rtp(1, ssrc=0x666))
+    pa.send(a.rtp_port, rtp(2))
+    await eventually(lambda: len(pb.drain()) == 1)
+    await eventually(lambda: h.dropped(a).get("address") == 1)
+    assert not h.engine.stats(a.endpoint_id).latched
+    assert len(pb.drain()) == 1
+    assert h.engine.stats(a.endpoint_id).ssrc_in == 0x1111
+
+
+async def test_latching_switched_off_pins_the_remote(h: Harness) -> None:
+    a, _pa, _b, pb = h.bridged()
+    h.engine.execute(SetLatching(endpoint_id=a.endpoint_id, enabled=False))
+    other = h.peer()
+    other.send(a.rtp_port, rtp(1))
+    await eventually(lambda: h.dropped(a).get("address") == 1)
+    assert pb.drain() == []
+
+
+async def test_set_remote_forgets_the_latch(h: Harness) -> None:
+    a, pa, _b, _pb = h.bridged()
+    pa.send(a.rtp_port, rtp(1))
+    await eventually(lambda: h.engine.stats(a.endpoint_id).latched)
+    moved = h.peer()
+    h.attach(a, moved)
+    assert not h.engine.stats(a.endpoint_id).latched
+    moved.send(a.rtp_port, rtp(2))
+    await eventually(
+        lambda: h.engine.stats(a.endpoint_id).remote == ("127.0.0.1", moved.port)
+    )
+
+
+async def test_no_remote_and_no_latching_accepts_anyone(h: Harness) -> None:
+    a = h.endpoint(latching=False)
+    peer = h.peer()
+    peer.send(a.rtp_port, rtp(1))
+    await eventually(lambda: h.engine.stats(a.endpoint_id).packets_in == 1)
+    assert h.engine.stats(a.endpoint_id).remote is None
+
+
+# ------------------------------------------------------------------ SSRC and stats
+
+
+async def test_ssrc_change_keeps_being_heard(h: Harness) -> None:
+    a, pa, _b, pb = h.bridged()
+    for seq in range(1, 6):
+        pa.send(a.rtp_port, rtp(seq, ssrc=0xAAAA))
+    await eventually(lambda: len(pb.drain()) == 5)
+    for seq in range(5000, 5005):  # new SSRC, unrelated numbering
+        pa.send(a.rtp_port, rtp(seq, ssrc=0xBBBB))
+    await eventually(lambda: len(pb.drain()) == 10)
+    out = pb.drain()
+    assert len({packet.ssrc for packet in out}) == 1  # still our one stream
+    seqs = [packet.sequence for packet in out]
+    assert seqs == [(seqs[0] + i) & 0xFFFF for i in range(10)]
+    assert out[5].marker
+    assert (out[5].timestamp - out[4].timestamp) & 0xFFFFFFFF < 0x80000000
+    stats = h.engine.stats(a.endpoint_id)
+    assert stats.ssrcs_heard == 2
+    assert stats.ssrc_in == 0xBBBB
+    assert stats.packets_in == 10
+    assert stats.lost == 0
+
+
+async def test_loss_and_counters(h: Harness) -> None:
+    a, pa, b, pb = h.bridged()
+    for seq in (10, 11, 13, 14, 17):  # 12, 15, 16 lost
+        pa.send(a.rtp_port, rtp(seq))
+    await eventually(lambda: len(pb.drain()) == 5)
+    stats = h.engine.stats(a.endpoint_id)
+    assert stats.packets_in == 5
+    assert stats.bytes_in == 5 * 172
+    assert stats.lost == 3
+    assert stats.jitter_ms >= 0.0
+    assert 1.0 <= stats.mos <= 4.5
+    assert h.engine.stats(b.endpoint_id).packets_out == 5
+    assert h.engine.stats(b.endpoint_id).bytes_out == 5 * 172
+
+
+async def test_sequence_wrap_is_not_loss(h: Harness) -> None:
+    a, pa, _b, pb = h.bridged()
+    for seq in (65533, 65534, 65535, 0, 1, 2):
+        pa.send(a.rtp_port, rtp(seq))
+    await eventually(lambda: len(pb.drain()) == 6)
+    assert h.engine.stats(a.endpoint_id).lost == 0
+
+
+# ------------------------------------------------------------------ RTCP and DTMF
+
+
+async def test_rtcp_counted_and_garbage_dropped(h: Harness) -> None:
+    a, pa, _b, pb = h.bridged()
+    report = build_compound(
+        [ReceiverReport(ssrc=0x1111), SourceDescription.with_cname(0x1111, "phone")]
+    )
+    pa.send(a.rtcp_port, report)
+    pa.send(a.rtcp_port, b"\x80")
+    pa.send(a.rtp_port, report)  # RFC 5761 rtcp-mux on the RTP port
+    await eventually(lambda: h.engine.stats(a.endpoint_id).rtcp_in == 2)
+    await eventually(lambda: sum(h.dropped(a).values()) == 1)
+    assert next(iter(h.dropped(a))).startswith("rtcp_")
+    assert pb.drain() == []  # RTCP is never relayed as RTP
+
+
+async def test_rtcp_report_and_round_trip_time(h: Harness) -> None:
+    a, pa, b, pb = h.bridged()
+    pa.send(a.rtp_port, rtp(1))
+    pb.send(b.rtp_port, rtp(1, ssrc=0x2222))
+    await eventually(lambda: len(pa.drain()) == 1)
+    endpoint = h.engine.endpoint(a.endpoint_id)
+    packets = parse_compound(endpoint.rtcp_report())
+    assert isinstance(packets[0], SenderReport)  # a sent the relayed packet
+    assert packets[0].packet_count == 1
+    assert packets[0].reports[0].ssrc == 0x1111
+    assert isinstance(packets[1], SourceDescription)
+    # the peer echoes our SR: LSR = middle 32 bits of its NTP time, DLSR 0
+    lsr = (packets[0].ntp_timestamp >> 16) & 0xFFFFFFFF
+    echo = ReceiverReport(
+        ssrc=0x1111, reports=(ReportBlock(ssrc=endpoint.out.ssrc, lsr=lsr, dlsr=0),)
+    )
+    pa.send(a.rtcp_port, build_compound([echo]))
+    await eventually(lambda: h.engine.stats(a.endpoint_id).round_trip_ms is not None)
+    rtt = h.engine.stats(a.endpoint_id).round_trip_ms
+    assert rtt is not None and rtt >= 0.0
+
+
+async def test_telephone_event_reported_once_and_relayed_with_pt_mapping(
+    h: Harness,
+) -> None:
+    a, pa, b, pb = h.bridged()
+    h.engine.execute(SetCodec(endpoint_id=b.endpoint_id, telephone_event_pt=96))
+    packets = [
+        encode_event(5, end=False, volume=10, duration=160),
+        encode_event(5, end=False, volume=10, duration=320),
+        encode_event(5, end=True, volume=10, duration=480),
+        encode_event(5, end=True, volume=10, duration=480),
+        encode_event(5, end=True, volume=10, duration=480),
+    ]
+    for i, payload in enumerate(packets):
+        pa.send(
+            a.rtp_port,
+            RtpPacket(
+                payload_type=101,
+                sequence=100 + i,
+                timestamp=8000,
+                ssrc=0x1111,
+                marker=i == 0,
+                payload=payload,
+            ),
+        )
+    await eventually(lambda: len(pb.drain()) == 5)
+    assert {packet.payload_type for packet in pb.drain()} == {96}
+    dtmf = [event for event in h.events if isinstance(event, DtmfReceived)]
+    assert dtmf == [DtmfReceived(endpoint_id=a.endpoint_id, digit="5", timestamp=8000)]
+    assert h.engine.stats(a.endpoint_id).dtmf_events == 1
+
+
+async def test_comfort_noise_forwarded_or_dropped_never_decoded(h: Harness) -> None:
+    a, pa, b, pb = h.bridged()
+    endpoint_a = h.engine.endpoint(a.endpoint_id)
+    endpoint_a.open_tap()
+    cn = rtp(1, pt=13, payload=b"\x40")
+    pa.send(a.rtp_port, cn)
+    await eventually(lambda: len(pb.drain()) == 1)
+    assert pb.drain()[0].payload == b"\x40"
+    assert endpoint_a.take_frame() is None  # nothing went to the audio tap
+    h.engine.execute(SetCodec(endpoint_id=b.endpoint_id, comfort_noise_pt=None))
+    pa.send(a.rtp_port, rtp(2, pt=13, payload=b"\x40"))
+    pa.send(a.rtp_port, rtp(3))
+    await eventually(lambda: len(pb.drain()) == 2)
+    assert pb.drain()[1].payload_type == 0
+    assert h.engine.stats(a.endpoint_id).packets_in == 3
+
+
+async def test_unknown_pt_counted_when_cn_not_negotiated(h: Harness) -> None:
+    a, pa, _b, _pb = h.bridged()
+    h.engine.execute(SetCodec(endpoint_id=a.endpoint_id, comfort_noise_pt=None))
+    pa.send(a.rtp_port, rtp(1, pt=13, payload=b"\x40"))
+    await eventually(lambda: h.dropped(a) == {"payload_type": 1})
+
+
+async def test_tap_keeps_a_bounded_backlog(h: Harness) -> None:
+    a, pa, _b, pb = h.bridged()
+    endpoint_a = h.engine.endpoint(a.endpoint_id)
+    endpoint_a.open_tap()
+    h.engine.clock.stop()  # nobody consumes the tap while we flood it
+    for seq in range(1, 11):
+        pa.send(a.rtp_port, rtp(seq))
+    await eventually(lambda: len(pb.drain()) == 10)
+    assert endpoint_a.take_frame() == PAYLOAD
+    assert endpoint_a.take_frame() == PAYLOAD
+    assert endpoint_a.take_frame() is None  # the backlog was cut to one frame
+
+
+def test_header_layout_assumption() -> None:
+    # the receive path reads V/P/X/CC as one octet: a plain packet starts with 0x80
+    assert struct.unpack_from("!B", GOOD)[0] == 0x80
