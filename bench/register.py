@@ -21,7 +21,10 @@ creation rate is at least 95 % of R. The search doubles R from ``--start`` until
 trial fails, then bisects between the last pass and the first failure until they are
 within 10 % or the budget is spent. The server's CPU is psutil ``cpu_times`` of its
 process over the trial with the first and last 2 s dropped, as a percentage of one
-core. Results go to ``bench/results/register.json``.
+core. Each trial also records how many datagrams the kernel dropped for a full UDP
+receive buffer (``/proc/net/snmp`` RcvbufErrors, machine-wide): drops with the server
+below one core mean the socket buffer, not the CPU, set the limit. Results go to
+``bench/results/register.json``.
 """
 
 from __future__ import annotations
@@ -205,8 +208,21 @@ class Trial:
     server_cpu_percent: float
     sipp_cpu_percent: float
     server_rss_mb: float
+    udp_receive_buffer_errors: int | None
     sipp_exit: int | None
     wall_seconds: float
+
+
+def udp_receive_buffer_errors() -> int | None:
+    """Datagrams the kernel dropped for a full receive buffer, machine-wide (Linux)."""
+    try:
+        with open("/proc/net/snmp") as file:
+            rows = [line.split() for line in file if line.startswith("Udp:")]
+    except OSError:
+        return None
+    if len(rows) < 2 or "RcvbufErrors" not in rows[0]:
+        return None
+    return int(rows[1][rows[0].index("RcvbufErrors")])
 
 
 def _cpu_seconds(process: psutil.Process) -> float:
@@ -255,6 +271,7 @@ def run_trial(rate: int, seconds: float, workdir: Path) -> Trial:
     stat_file = workdir / "stat.csv"
     total = max(1, int(rate * seconds))
     limit = int(seconds + DRAIN_SECONDS)
+    drops_before = udp_receive_buffer_errors()
     with Server(workdir) as server:
         assert server.proc is not None
         command = [
@@ -294,6 +311,12 @@ def run_trial(rate: int, seconds: float, workdir: Path) -> Trial:
             )
             sipp_exit = sipp_proc.returncode if sipp_exit is None else sipp_exit
         rss_mb = server_ps.memory_info().rss / 2**20
+    drops_after = udp_receive_buffer_errors()
+    drops = (
+        None
+        if drops_before is None or drops_after is None
+        else drops_after - drops_before
+    )
 
     # CPU over the steady part of the sending phase.
     window = [s for s in samples if CPU_SKIP <= s[0] <= seconds - CPU_SKIP + 0.5]
@@ -311,8 +334,8 @@ def run_trial(rate: int, seconds: float, workdir: Path) -> Trial:
             failed=0, retransmissions=0, creation_rate_median=0.0, response_ms_mean=0.0,
             response_ms_p50_bucket="-", response_ms_p95_bucket="-",
             server_cpu_percent=round(server_cpu, 1), sipp_cpu_percent=round(sipp_cpu, 1),
-            server_rss_mb=round(rss_mb, 1), sipp_exit=sipp_exit,
-            wall_seconds=round(time.monotonic() - began, 1),
+            server_rss_mb=round(rss_mb, 1), udp_receive_buffer_errors=drops,
+            sipp_exit=sipp_exit, wall_seconds=round(time.monotonic() - began, 1),
         )  # fmt: skip
     last = rows[-1]
     started = int(last["OutgoingCall(C)"])
@@ -353,6 +376,7 @@ def run_trial(rate: int, seconds: float, workdir: Path) -> Trial:
         server_cpu_percent=round(server_cpu, 1),
         sipp_cpu_percent=round(sipp_cpu, 1),
         server_rss_mb=round(rss_mb, 1),
+        udp_receive_buffer_errors=drops,
         sipp_exit=sipp_exit,
         wall_seconds=round(time.monotonic() - began, 1),
     )
@@ -379,7 +403,8 @@ def search(start_rate: int, seconds: float, budget: float, workdir: Path) -> Rep
         print(
             f"  {rate:>5}/s  {'pass' if trial.passed else 'FAIL'}  "
             f"server CPU {trial.server_cpu_percent:5.1f} %  "
-            f"mean {trial.response_ms_mean:6.1f} ms  ({trial.why})",
+            f"mean {trial.response_ms_mean:6.1f} ms  "
+            f"UDP rcvbuf drops {trial.udp_receive_buffer_errors}  ({trial.why})",
             flush=True,
         )
         if trial.passed:
@@ -407,6 +432,9 @@ def search(start_rate: int, seconds: float, budget: float, workdir: Path) -> Rep
         rate = (best.rate + lowest_fail.rate) // 2
     return {
         "max_rate": best.rate if best else None,
+        "server_cpu_ms_per_registration": (
+            round(10 * best.server_cpu_percent / best.rate, 3) if best else None
+        ),
         "at_max": asdict(best) if best else None,
         "lowest_failed_rate": lowest_fail.rate if lowest_fail else None,
         "stop_reason": stop_reason,
@@ -517,6 +545,8 @@ def main(argv: list[str] | None = None) -> int:
             },
             "server": "ccswitch serve, demo config, qualify_interval 0, log WARNING, "
             "no SIP trace, fresh process and SQLite file per trial",
+            "udp_receive_buffer_errors": "delta of /proc/net/snmp Udp RcvbufErrors over "
+            "the trial, machine-wide",
             "cpu": f"psutil cpu_times of the server process, first and last "
             f"{CPU_SKIP:g} s of the load dropped, % of one core",
         },

@@ -335,10 +335,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [len(data) for data in corpus.values()]
     report: Report = {
         "benchmark": "sip_parser",
-        "command": "python -m bench."
-        + Path(__file__).stem
-        + " "
-        + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": " ".join(
+            ["python -m bench.sip_parser", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": _git_commit(),
         "python": platform.python_version(),

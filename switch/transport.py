@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ DEFAULT_UDP_MAX_SIZE = 1300
 
 # RFC 5626 section 4.4.1: a double CRLF is a keep-alive ping, a single CRLF the pong.
 KEEPALIVE_PONG = b"\r\n"
+
+# Bytes asked for the SIP UDP socket's receive buffer (SO_RCVBUF).
+UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 # Bound on what one stream connection may buffer before a message is complete.
 MAX_STREAM_BUFFER = 256 * 1024
@@ -153,6 +157,12 @@ class Transports:
         )
         self._udp = udp
         sock = udp.get_extra_info("socket")
+        # A burst of REGISTERs after an outage must queue, not be dropped by the
+        # kernel: ask for a large receive buffer (capped by net.core.rmem_max).
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RECEIVE_BUFFER)
+        except OSError as exc:
+            logger.debug("cannot enlarge the UDP receive buffer: %s", exc)
         actual_port = sock.getsockname()[1]
         self.local["UDP"] = (host, actual_port)
 

@@ -51,7 +51,7 @@ def free_port(*, pair: bool = False) -> int:
     for _ in range(200):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind((LOOPBACK, 0))
-            port = probe.getsockname()[1]
+            port = int(probe.getsockname()[1])
         if port > 65000 or (pair and port % 2):
             continue
         ports = [port, port + 1] if pair else [port]
@@ -67,12 +67,14 @@ def free_port(*, pair: bool = False) -> int:
 
 
 def free_range(size: int) -> tuple[int, int]:
-    """A block of ``size`` ports (even start) that are free right now for UDP."""
+    """A block of ``size`` ports (even start) that are free right now for UDP.
+
+    Searched below the ephemeral range (32768+), where other processes' sockets land.
+    """
+    import random
+
     for _ in range(100):
-        start = free_port(pair=True)
-        start -= start % 2
-        if start + size > 65000:
-            continue
+        start = random.randrange(10000, 32768 - size) & ~1
         socks = []
         try:
             for port in range(start, start + size):
@@ -149,7 +151,7 @@ class SwitchProcess:
     def __post_init__(self) -> None:
         if not self.port:
             self.port = free_port()
-        if self.rtp == (0, 0):
+        while self.rtp == (0, 0) or self.rtp[0] <= self.port <= self.rtp[1]:
             self.rtp = free_range(200)
         if self.db == Path():
             self.db = self.workdir / "ccswitch.db"

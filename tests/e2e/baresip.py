@@ -43,7 +43,7 @@ POLL_INTERVAL = 0.1
 SAMPLE_RATE = 8000
 SILENCE_SECONDS = 600
 
-RTP_PORTS = 50
+RTP_PORTS = 20  # only calls use RTP; registration tests need none
 
 CONFIG = """\
 poll_method\t\tepoll

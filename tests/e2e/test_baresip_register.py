@@ -10,8 +10,8 @@ The switch offers MD5 only here. baresip 1.0.0 (libre's ``sip/auth.c``) walks *e
 WWW-Authenticate of a 401 and gives up with ENOSYS ("Register: Function not
 implemented") as soon as one names an algorithm other than MD5, whatever its
 position, against RFC 8760 section 2.5 (ignore what you do not support).
-:func:`test_baresip_cannot_register_when_sha256_is_offered` pins that down, so the
-demo's "MD5, SHA-256" does not work with this baresip.
+:func:`test_baresip_cannot_register_when_sha256_is_offered` pins that down, so
+the MD5-only demo is what this baresip can use.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from switch.sip.auth import parse_credentials
+from switch.sip.auth import parse_challenge, parse_credentials
 from switch.sip.message import Response
 from tests.e2e.phone import ScriptedPhone, trace_entries
 from tests.harness import LOOPBACK, SwitchProcess, demo_config, options_ping
@@ -46,7 +46,7 @@ def _assert_alive(switch: SwitchProcess) -> None:
 
 def _challenge_algorithms(response: Response) -> list[str]:
     return [
-        value.split("algorithm=", 1)[1].split(",", 1)[0].strip('"')
+        parse_challenge(value).algorithm
         for value in response.headers.get_all("WWW-Authenticate")
     ]
 
