@@ -1,20 +1,24 @@
 """The embedded store: one SQLite file (aiosqlite) for everything that must persist.
 
-Registrations live here now; CDRs, queue logs and callbacks join later as new
-migrations. The schema is versioned with SQLite's ``user_version`` and upgraded
-step by step at start-up, so an old database file is never silently misread. WAL
-mode keeps writers from blocking readers (the CLI can read live statistics while
-the switch writes).
+Registrations and call detail records (CDRs: ``calls`` and ``legs``) live here; queue
+logs and callbacks join later as new migrations. The schema is versioned with SQLite's
+``user_version`` and upgraded step by step at start-up, so an old database file is
+never silently misread. WAL mode keeps writers from blocking readers (the CLI can read
+live statistics and CDRs while the switch writes).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
+from switch.cdr import CallRecord, LegRecord
 from switch.registrar import Binding
 
 logger = logging.getLogger(__name__)
@@ -36,7 +40,93 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user, contact)
     );
     """,
+    # 2: call detail records (issue 4), written by switch.cdr.CdrRecorder. Times are
+    # wall-clock epoch seconds; NULL means "did not happen" or "not known".
+    """
+    CREATE TABLE calls (
+        call_id      TEXT PRIMARY KEY,
+        sip_call_id  TEXT,
+        started_at   REAL,
+        ring_at      REAL,
+        answered_at  REAL,
+        ended_at     REAL,
+        caller       TEXT,
+        called       TEXT,
+        source       TEXT,
+        trunk        TEXT,
+        user         TEXT,
+        route_kind   TEXT,
+        route_target TEXT,
+        callee       TEXT,
+        status       INTEGER,
+        reason       TEXT,
+        cause        INTEGER,
+        hangup_by    TEXT,
+        duration     REAL,
+        answered     INTEGER
+    );
+    CREATE INDEX calls_started_at ON calls (started_at);
+    CREATE TABLE legs (
+        leg_id       TEXT PRIMARY KEY,
+        call_id      TEXT NOT NULL,
+        role         TEXT,
+        sip_call_id  TEXT,
+        peer         TEXT,
+        started_at   REAL,
+        ring_at      REAL,
+        early_media  INTEGER,
+        answered_at  REAL,
+        codec        TEXT,
+        ended_at     REAL,
+        status       INTEGER,
+        cause        INTEGER,
+        hangup_by    TEXT,
+        packets_lost INTEGER,
+        jitter_ms    REAL,
+        mos          REAL
+    );
+    CREATE INDEX legs_call_id ON legs (call_id);
+    CREATE INDEX legs_started_at ON legs (started_at);
+    """,
 )
+
+# CDR columns, in table order; each is a field of CallRecord / LegRecord.
+CALL_COLUMNS = tuple(f.name for f in fields(CallRecord) if f.name != "legs")
+LEG_COLUMNS = tuple(f.name for f in fields(LegRecord))
+_BOOLEAN_COLUMNS = frozenset({"answered", "early_media"})
+
+
+def _upsert(table: str, columns: tuple[str, ...]) -> str:
+    """INSERT that, on a known key, fills columns but never blanks a stored one."""
+    key = columns[0]
+    updates = ", ".join(
+        f"{c} = COALESCE(excluded.{c}, {table}.{c})" for c in columns[1:]
+    )
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)}) "
+        f"ON CONFLICT({key}) DO UPDATE SET {updates}"
+    )
+
+
+_CALL_UPSERT = _upsert("calls", CALL_COLUMNS)
+_LEG_UPSERT = _upsert("legs", LEG_COLUMNS)
+
+
+def _row(record: CallRecord | LegRecord, columns: tuple[str, ...]) -> tuple[Any, ...]:
+    values = []
+    for column in columns:
+        value = getattr(record, column)
+        values.append(int(value) if isinstance(value, bool) else value)
+    return tuple(values)
+
+
+def _record(cls: type[Any], columns: tuple[str, ...], row: Sequence[Any]) -> Any:
+    values = dict(zip(columns, row, strict=True))
+    for column in _BOOLEAN_COLUMNS & values.keys():
+        if values[column] is not None:
+            values[column] = bool(values[column])
+    return cls(**values)
 
 
 class StoreError(Exception):
@@ -60,7 +150,11 @@ class Store:
             await self._db.execute("PRAGMA synchronous=NORMAL")
             await self._migrate()
         except aiosqlite.DatabaseError as exc:
+            await self.close()
             raise StoreError(f"{self.path}: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
         logger.info("store open at %s", self.path)
 
     async def close(self) -> None:
@@ -139,3 +233,50 @@ class Store:
             "DELETE FROM bindings WHERE user = ? AND contact = ?", (user, contact)
         )
         await self.db.commit()
+
+    # -- call detail records (switch.cdr.CdrStore) ----------------------------------
+
+    async def save_cdrs(
+        self, calls: Sequence[CallRecord], legs: Sequence[LegRecord]
+    ) -> None:
+        """Insert or complete CDR rows, all in one transaction."""
+        await self.db.executemany(
+            _CALL_UPSERT, [_row(call, CALL_COLUMNS) for call in calls]
+        )
+        await self.db.executemany(_LEG_UPSERT, [_row(leg, LEG_COLUMNS) for leg in legs])
+        await self.db.commit()
+
+    async def recent_calls(self, limit: int = 20) -> list[CallRecord]:
+        """The ``limit`` most recently started calls, newest first, legs attached."""
+        async with self.db.execute(
+            f"SELECT {', '.join(CALL_COLUMNS)} FROM calls"
+            " ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        calls: list[CallRecord] = [
+            _record(CallRecord, CALL_COLUMNS, row) for row in rows
+        ]
+        for call in calls:
+            call.legs = [leg.leg_id for leg in await self.call_legs(call.call_id)]
+        return calls
+
+    async def call_legs(self, call_id: str) -> list[LegRecord]:
+        """The legs of one call, in the order they started."""
+        async with self.db.execute(
+            f"SELECT {', '.join(LEG_COLUMNS)} FROM legs WHERE call_id = ?"
+            " ORDER BY started_at, rowid",
+            (call_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_record(LegRecord, LEG_COLUMNS, row) for row in rows]
+
+    async def calls_between(self, start: float, end: float) -> list[CallRecord]:
+        """Calls started in [start, end), oldest first (for reports)."""
+        async with self.db.execute(
+            f"SELECT {', '.join(CALL_COLUMNS)} FROM calls"
+            " WHERE started_at >= ? AND started_at < ? ORDER BY started_at, rowid",
+            (start, end),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [_record(CallRecord, CALL_COLUMNS, row) for row in rows]

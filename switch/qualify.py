@@ -72,17 +72,24 @@ class Qualifier:
 
     async def _run(self) -> None:
         while True:
-            await self.registrar.expire()
-            bindings = self.registrar.all_bindings()
-            if not bindings:
+            try:
+                await self._round()
+            except Exception:  # one bad round must not end keep-alives for good
+                logger.exception("keep-alive round failed")
                 await asyncio.sleep(self.interval)
-                continue
-            # Spread the pings so 250 phones do not all answer in the same tick.
-            gap = self.interval / len(bindings)
-            for binding in bindings:
-                task = asyncio.get_running_loop().create_task(self.ping(binding))
-                task.add_done_callback(_log_failure)
-                await asyncio.sleep(gap)
+
+    async def _round(self) -> None:
+        await self.registrar.expire()
+        bindings = self.registrar.all_bindings()
+        if not bindings:
+            await asyncio.sleep(self.interval)
+            return
+        # Spread the pings so 250 phones do not all answer in the same tick.
+        gap = self.interval / len(bindings)
+        for binding in bindings:
+            task = asyncio.get_running_loop().create_task(self.ping(binding))
+            task.add_done_callback(_log_failure)
+            await asyncio.sleep(gap)
 
     async def ping(self, binding: Binding) -> bool:
         """Send one OPTIONS to ``binding``; update its reachability; True if answered."""
@@ -100,35 +107,39 @@ class Qualifier:
         try:
             await self.stack.request(request, binding.source)
         except RequestTimeout:
-            binding.failed_qualifies += 1
-            if binding.failed_qualifies >= self.timeout_count and binding.reachable:
+            answered = False
+        else:
+            answered = True
+
+        # The binding may have been refreshed (a new object) or removed meanwhile.
+        current = self.registrar.get(binding.user, binding.contact)
+        if current is None:
+            return answered
+        if not answered:
+            current.failed_qualifies += 1
+            if current.failed_qualifies >= self.timeout_count and current.reachable:
                 logger.warning(
-                    "%s at %s stopped answering OPTIONS", binding.user, binding.contact
+                    "%s at %s stopped answering OPTIONS", current.user, current.contact
                 )
-                await self.registrar.mark(binding, reachable=False)
-                publish(
-                    self.bus,
-                    ContactReachability(
-                        at=self.clock(),
-                        user=binding.user,
-                        contact=binding.contact,
-                        reachable=False,
-                    ),
-                )
+                await self.registrar.mark(current, reachable=False)
+                self._publish(current, reachable=False)
             return False
-        if not binding.reachable:
-            logger.info("%s at %s is reachable again", binding.user, binding.contact)
-            publish(
-                self.bus,
-                ContactReachability(
-                    at=self.clock(),
-                    user=binding.user,
-                    contact=binding.contact,
-                    reachable=True,
-                ),
-            )
-        await self.registrar.mark(binding, reachable=True)
+        if not current.reachable:
+            logger.info("%s at %s is reachable again", current.user, current.contact)
+            self._publish(current, reachable=True)
+        await self.registrar.mark(current, reachable=True)
         return True
+
+    def _publish(self, binding: Binding, *, reachable: bool) -> None:
+        publish(
+            self.bus,
+            ContactReachability(
+                at=self.clock(),
+                user=binding.user,
+                contact=binding.contact,
+                reachable=reachable,
+            ),
+        )
 
 
 def _log_failure(task: asyncio.Task[bool]) -> None:

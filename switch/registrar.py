@@ -21,6 +21,7 @@ from pyee import EventEmitter
 
 from switch.events import (
     AuthenticationFailed,
+    ContactReachability,
     RegistrationAdded,
     RegistrationRefreshed,
     RegistrationRemoved,
@@ -36,6 +37,13 @@ logger = logging.getLogger(__name__)
 
 # RFC 3261 section 20.19: a q-value is a decimal from 0 to 1; the default is 1.
 DEFAULT_Q = 1.0
+
+#: Contacts one user may have at once: a desk phone, a softphone, a mobile, spares.
+#: Without a bound one account could make every 200 OK and keep-alive round huge.
+DEFAULT_MAX_CONTACTS = 10
+
+# Section 25.1: delta-seconds is 1*DIGIT; longer values are cut in error phrases.
+MAX_QUOTED = 20
 
 
 class BindingStore(Protocol):
@@ -82,6 +90,7 @@ class Registrar:
         min_expires: int = 60,
         max_expires: int = 3600,
         default_expires: int = 3600,
+        max_contacts: int = DEFAULT_MAX_CONTACTS,
         bus: EventEmitter | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -90,6 +99,7 @@ class Registrar:
         self.min_expires = min_expires
         self.max_expires = max_expires
         self.default_expires = default_expires
+        self.max_contacts = max_contacts
         self.bus = bus
         self.clock = clock
         self._bindings: dict[str, dict[str, Binding]] = {}
@@ -116,6 +126,10 @@ class Registrar:
         ]
         return sorted(bindings, key=lambda b: (not b.reachable, -b.q, -b.registered_at))
 
+    def get(self, user: str, contact: str) -> Binding | None:
+        """The current binding of ``user`` at ``contact``, if any."""
+        return self._bindings.get(user, {}).get(contact)
+
     def all_bindings(self) -> list[Binding]:
         return [b for per_user in self._bindings.values() for b in per_user.values()]
 
@@ -124,6 +138,16 @@ class Registrar:
     async def handle_register(self, request: Request, source: Address) -> Response:
         """Process one REGISTER (section 10.3, steps 1-8) and return the response."""
         now = self.clock()
+        # Section 10.3 steps 1-2 and 10.2: the Request-URI names the domain only, and
+        # the address-of-record in To is a SIP or SIPS URI; no need to challenge first.
+        if not isinstance(request.uri, SipUri) or request.uri.user is not None:
+            return make_response(
+                request, 400, "REGISTER Request-URI must name a domain"
+            )
+        if _to_user(request) is None:
+            return make_response(
+                request, 400, "To must be a sip or sips address-of-record"
+            )
         outcome = self.authenticator.check(request, now=now)
         if outcome.response is not None:
             if outcome.reason != "no credentials":
@@ -150,9 +174,8 @@ class Registrar:
         # Step 6: the authenticated user may only register their own address-of-record.
         aor_user = _to_user(request)
         if aor_user != user:
-            return make_response(
-                request, 403, f"Forbidden: {user} may not register {aor_user}"
-            )
+            logger.info("%s may not register %r", user, aor_user)
+            return make_response(request, 403, "Forbidden: not your address-of-record")
 
         try:
             return await self._update_bindings(request, user, source, now)
@@ -180,11 +203,18 @@ class Registrar:
                 await self._remove(user, contact, "unregistered")
             return self._ok(request, user, now)
 
-        updates: list[tuple[str, int, float]] = []
+        # Validate every contact before changing anything: a REGISTER that fails is
+        # refused whole (section 10.3 step 7), never half applied.
+        updates: dict[str, tuple[int, float]] = {}
         for name_addr in request.contacts:
             uri = name_addr.uri
             if not isinstance(uri, SipUri):
                 raise ProtocolError("Contact must be a sip or sips URI")
+            if uri.port == 0:
+                raise ProtocolError("Contact port 0 cannot be reached")
+            contact = str(uri)
+            if contact in updates:
+                raise ProtocolError("Contact listed twice")
             expires = _contact_expires(
                 name_addr.params.get("expires"), header_expires, self.default_expires
             )
@@ -195,11 +225,6 @@ class Registrar:
                     status=423,
                     headers=(("Min-Expires", str(self.min_expires)),),
                 )
-            expires = min(expires, self.max_expires)
-            updates.append((str(uri), expires, _q_value(name_addr.params.get("q"))))
-
-        user_agent = request.headers.get("User-Agent")
-        for contact, expires, q in updates:
             existing = current.get(contact)
             if (
                 existing is not None
@@ -208,6 +233,20 @@ class Registrar:
             ):
                 # Step 7: an older or repeated REGISTER must not win over a newer one.
                 raise ProtocolError("Out of order CSeq for this binding", status=500)
+            updates[contact] = (
+                min(expires, self.max_expires),
+                _q_value(name_addr.params.get("q")),
+            )
+        kept = sum(1 for contact in current if contact not in updates)
+        added = sum(1 for contact, (expires, _) in updates.items() if expires)
+        if kept + added > self.max_contacts:
+            raise ProtocolError(
+                f"Too many contacts (at most {self.max_contacts} per user)", status=403
+            )
+
+        user_agent = request.headers.get("User-Agent")
+        for contact, (expires, q) in updates.items():
+            existing = current.get(contact)
             if expires == 0:
                 if existing is not None:
                     await self._remove(user, contact, "unregistered")
@@ -223,7 +262,8 @@ class Registrar:
                 user_agent=user_agent,
                 registered_at=existing.registered_at if existing else now,
             )
-            current[contact] = binding
+            # Looked up again: a removal above may have dropped the user's table.
+            self._bindings.setdefault(user, {})[contact] = binding
             await self.store.save_binding(binding)
             if existing is None:
                 logger.info(
@@ -246,6 +286,14 @@ class Registrar:
                     ),
                 )
             else:
+                if not existing.reachable:
+                    # A phone that registers again can reach us; say it is back.
+                    publish(
+                        self.bus,
+                        ContactReachability(
+                            at=now, user=user, contact=contact, reachable=True
+                        ),
+                    )
                 logger.debug("refreshed %s at %s (%ss)", user, contact, expires)
                 publish(
                     self.bus,
@@ -274,12 +322,15 @@ class Registrar:
     async def expire(self) -> int:
         """Remove every binding whose time is up; returns how many were removed."""
         now = self.clock()
+        expired = [b for b in self.all_bindings() if b.expires_at <= now]
         removed = 0
-        for user, per_user in list(self._bindings.items()):
-            for contact, binding in list(per_user.items()):
-                if binding.expires_at <= now:
-                    await self._remove(user, contact, "expired")
-                    removed += 1
+        for binding in expired:
+            # A REGISTER may have refreshed it while an earlier removal was awaited.
+            if self._bindings.get(binding.user, {}).get(binding.contact) is binding:
+                await self._remove(binding.user, binding.contact, "expired")
+                removed += 1
+        for user in [u for u, per_user in self._bindings.items() if not per_user]:
+            del self._bindings[user]
         return removed
 
     async def mark(self, binding: Binding, *, reachable: bool) -> None:
@@ -294,11 +345,9 @@ class Registrar:
             await self.store.save_binding(replace(stored))
 
     async def _remove(self, user: str, contact: str, reason: str) -> None:
-        per_user = self._bindings.get(user, {})
-        if per_user.pop(contact, None) is None:
+        # The user's (maybe empty) table stays: a REGISTER being processed holds it.
+        if self._bindings.get(user, {}).pop(contact, None) is None:
             return
-        if not per_user:
-            self._bindings.pop(user, None)
         await self.store.delete_binding(user, contact)
         logger.info("binding of %s at %s removed (%s)", user, contact, reason)
         publish(
@@ -321,26 +370,28 @@ def _header_expires(request: Request) -> int | None:
     value = request.headers.get("Expires")
     if value is None:
         return None
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ProtocolError(f"Bad Expires value {value.strip()!r}") from None
-    if number < 0:
+    text = value.strip()
+    if text.startswith("-") and _is_delta_seconds(text[1:]):
         raise ProtocolError("Negative Expires value")
-    return number
+    if not _is_delta_seconds(text):
+        raise ProtocolError(f"Bad Expires value {text[:MAX_QUOTED]!r}")
+    return int(text)
 
 
 def _contact_expires(param: str | None, header: int | None, default: int) -> int:
     """Section 10.2.1.1: the contact's own expires wins over the Expires header."""
     if param is not None:
-        try:
-            value = int(param)
-        except ValueError:
-            raise ProtocolError(f"Bad expires parameter {param!r}") from None
-        if value < 0:
+        if param.startswith("-") and _is_delta_seconds(param[1:]):
             raise ProtocolError("Negative expires parameter")
-        return value
+        if not _is_delta_seconds(param):
+            raise ProtocolError(f"Bad expires parameter {param[:MAX_QUOTED]!r}")
+        return int(param)
     return header if header is not None else default
+
+
+def _is_delta_seconds(text: str) -> bool:
+    """Section 25.1 delta-seconds: ASCII digits only (no sign, '_' or other scripts)."""
+    return bool(text) and text.isascii() and text.isdigit()
 
 
 def _q_value(param: str | None) -> float:
@@ -349,7 +400,7 @@ def _q_value(param: str | None) -> float:
     try:
         value = float(param)
     except ValueError:
-        raise ProtocolError(f"Bad q value {param!r}") from None
+        raise ProtocolError(f"Bad q value {param[:MAX_QUOTED]!r}") from None
     if not 0.0 <= value <= 1.0:
         raise ProtocolError(f"q value {param} out of range 0-1")
     return value

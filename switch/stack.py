@@ -419,7 +419,10 @@ class SipStack:
             self.trace(
                 "out", data, destination, self.transports.local.get(destination[0])
             )
-        self.transports.send(data, destination)
+        try:
+            self.transports.send(data, destination)
+        except Exception:  # a send failure is a lost packet, never a stuck stack
+            logger.exception("send to %s %s:%s failed", *destination)
 
     # -- the clock ----------------------------------------------------------------
 
@@ -455,8 +458,14 @@ def _stamp_top_via(request: Request, source: Address) -> None:
     via = request.top_via
     host, port = source[1], source[2]
     changed = False
-    if via.host.strip("[]") != host:
+    # A received= or maddr= the sender wrote itself would steer our answers to a
+    # third party (a reflector); what the packet says about its origin wins.
+    if via.host.strip("[]") != host or "received" in via.params:
         via.params["received"] = host
+        changed = True
+    if "maddr" in via.params:
+        # TODO: RFC 3261 18.2.2 multicast replies to maddr are not supported.
+        del via.params["maddr"]
         changed = True
     if "rport" in via.params and not via.params["rport"]:
         via.params["rport"] = str(port)

@@ -36,8 +36,11 @@ KEEPALIVE_PONG = b"\r\n"
 # Bytes asked for the SIP UDP socket's receive buffer (SO_RCVBUF).
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
-# Bound on what one stream connection may buffer before a message is complete.
-MAX_STREAM_BUFFER = 256 * 1024
+# Bytes we queue towards one stream peer before deciding it does not read.
+MAX_STREAM_BUFFER = 1024 * 1024
+
+#: Stream connections open at once; a new one beyond this is refused at accept.
+DEFAULT_MAX_CONNECTIONS = 4096
 
 MessageCallback = Callable[[bytes, Address], None]
 
@@ -81,6 +84,14 @@ class _StreamProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports do not subclass asyncio.Transport; they behave as one.
         self.transport = cast(asyncio.Transport, transport)
+        if len(self._owner._connections) >= self._owner.max_connections:
+            logger.warning(
+                "refusing a %s connection: %d open",
+                self._name,
+                len(self._owner._connections),
+            )
+            self.transport.abort()
+            return
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = (self._name, host, port)
         self.last_used = asyncio.get_running_loop().time()
@@ -104,8 +115,11 @@ class _StreamProtocol(asyncio.Protocol):
             self._owner._deliver(message, self.peer)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.peer is not None and self._owner._connections.get(self.peer) is self:
-            del self._owner._connections[self.peer]
+        # Every key naming this connection goes: the peer's address and, for one we
+        # opened, the destination we dialled (which may be a host name).
+        connections = self._owner._connections
+        for key in [key for key, conn in connections.items() if conn is self]:
+            del connections[key]
         logger.debug("connection to %s closed", self.peer)
 
 
@@ -124,8 +138,10 @@ class Transports:
         on_message: MessageCallback,
         udp_max_size: int = DEFAULT_UDP_MAX_SIZE,
         tcp_idle_timeout: float = 300.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
         self._on_message = on_message
+        self.max_connections = max_connections
         self.udp_max_size = udp_max_size
         self.tcp_idle_timeout = tcp_idle_timeout
         self._udp: asyncio.DatagramTransport | None = None
@@ -240,9 +256,16 @@ class Transports:
 
         conn = self._connections.get(destination)
         if conn is not None and conn.transport is not None:
-            conn.transport.write(data)
-            conn.last_used = asyncio.get_running_loop().time()
-            return
+            if conn.transport.is_closing():
+                del self._connections[destination]
+            else:
+                conn.transport.write(data)
+                conn.last_used = asyncio.get_running_loop().time()
+                if conn.transport.get_write_buffer_size() > MAX_STREAM_BUFFER:
+                    # The peer stopped reading: do not queue its answers forever.
+                    logger.info("closing %s %s:%s: it does not read", *destination)
+                    conn.transport.abort()
+                return
         asyncio.get_running_loop().create_task(
             self._connect_and_send(data, destination)
         )

@@ -13,8 +13,10 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from switch.sip.auth import DigestServer, ha1
+from switch.sip.auth import DigestServer, ha1, parse_credentials
+from switch.sip.errors import BadMessage
 from switch.sip.message import Request, Response, make_response
+from switch.sip.uri import parse_uri
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,19 @@ class AuthOutcome:
     reason: str = ""
 
 
+def _digest_uri_matches(value: str, request: Request) -> bool:
+    """The credentials' ``uri`` names the request's own Request-URI (URI equality).
+
+    Compared as URIs (RFC 3261 19.1.4), not as strings: a phone may write its
+    Request-URI with other letter case or escaping than we render it.
+    """
+    try:
+        uri = parse_uri(parse_credentials(value).uri)
+    except BadMessage:
+        return False
+    return uri.equivalent(request.uri)
+
+
 class Authenticator:
     """Challenges requests and checks their credentials against a user directory.
 
@@ -114,6 +129,10 @@ class Authenticator:
         stale = False
         reason = ""
         for value in credentials:
+            if not _digest_uri_matches(value, request):
+                # RFC 2617 3.2.2.5: credentials are bound to the Request-URI they name.
+                reason = "digest uri is not the Request-URI"
+                continue
             result = self.server.verify(
                 method=request.method,
                 authorization=value,

@@ -10,6 +10,7 @@ from switch.events import ANY, Event, new_bus
 from switch.registrar import Binding, Registrar
 from switch.sip.auth import DigestClient, DigestServer
 from switch.sip.message import Request, Response, parse_message
+from switch.sip.uri import parse_uri
 from switch.users import Authenticator, User, UserDirectory
 
 REALM = "ccswitch"
@@ -248,3 +249,86 @@ async def test_restart_reloads_live_bindings_only(
     await again.start()
     assert again.lookup("1001") == []
     assert [b.user for b in again.lookup("1002")] == ["1002"]
+
+
+async def test_moving_contact_in_one_register_keeps_the_new_one(
+    registrar: Registrar,
+) -> None:
+    """Remove the only contact and add a new one in the same REGISTER (phone moved)."""
+    phone = Phone("1001", "demo1001")
+    await _register(registrar, phone, contacts=["<sip:1001@192.0.2.10:7201>"])
+    response = await _register(
+        registrar,
+        phone,
+        contacts=["<sip:1001@192.0.2.10:7201>;expires=0", "<sip:1001@192.0.2.10:7202>"],
+    )
+    assert response.status == 200
+    assert [c.uri.port for c in response.contacts] == [7202]  # type: ignore[union-attr]
+    assert [b.contact for b in registrar.lookup("1001")] == ["sip:1001@192.0.2.10:7202"]
+    stored = await registrar.store.load_bindings()
+    assert [b.contact for b in stored] == ["sip:1001@192.0.2.10:7202"]
+
+
+async def test_failed_register_changes_nothing(registrar: Registrar) -> None:
+    phone = Phone("1001", "demo1001")
+    contacts = [
+        "<sip:1001@192.0.2.10:7101>",
+        "<sip:1001@192.0.2.10:7102>",
+        "<sip:1001@192.0.2.10:7101>",
+    ]
+    response = await _register(registrar, phone, contacts=contacts)
+    assert response.status == 400 and "twice" in response.reason
+    assert registrar.lookup("1001") == []
+    assert await registrar.store.load_bindings() == []
+
+
+async def test_contacts_per_user_are_bounded(registrar: Registrar) -> None:
+    phone = Phone("1001", "demo1001")
+    contacts = [f"<sip:1001@192.0.2.10:{7000 + i}>" for i in range(11)]
+    response = await _register(registrar, phone, contacts=contacts)
+    assert response.status == 403
+    assert registrar.lookup("1001") == []
+
+
+@pytest.mark.parametrize("expires", ["3_600", "+120", "\u0661\u0662\u0660", "9x" * 2000])
+async def test_expires_must_be_ascii_digits(registrar: Registrar, expires: str) -> None:
+    phone = Phone("1001", "demo1001")
+    first = await registrar.handle_register(phone.register(), SOURCE)
+    request = phone.answer(first)
+    request.headers.set("Expires", expires)
+    response = await registrar.handle_register(request, SOURCE)
+    assert response.status == 400 and len(response.reason) < 60
+
+
+async def test_request_uri_with_a_user_part_is_refused(registrar: Registrar) -> None:
+    request = Phone("1001", "demo1001").register()
+    request.uri = parse_uri("sip:1001@ccswitch")
+    assert (await registrar.handle_register(request, SOURCE)).status == 400
+
+
+async def test_forbidden_phrase_does_not_echo_the_to_user(registrar: Registrar) -> None:
+    phone = Phone("1001", "demo1001")
+    challenge = await registrar.handle_register(phone.register(), SOURCE)
+    request = phone.answer(challenge)
+    request.headers.set("To", "<sip:%0d%0aX-Injected:%20yes@ccswitch>")
+    response = await registrar.handle_register(request, SOURCE)
+    assert response.status == 403
+    assert b"X-Injected" not in response.to_bytes().split(b"\r\n")[0]
+    response.to_bytes()  # must be sendable
+
+
+async def test_a_huge_expires_is_capped_not_refused(registrar: Registrar) -> None:
+    response = await _register(registrar, Phone("1001", "demo1001"), expires=10**100)
+    assert response.status == 200
+    assert response.contacts[0].params["expires"] == "3600"
+
+
+async def test_credentials_for_another_request_uri_are_refused(registrar: Registrar) -> None:
+    phone = Phone("1001", "demo1001")
+    challenge = await registrar.handle_register(phone.register(), SOURCE)
+    client = DigestClient(username="1001", password="demo1001")
+    creds = client.authorize(challenge.headers.get_all("WWW-Authenticate"),
+                             method="REGISTER", uri="sip:elsewhere.invalid")
+    response = await registrar.handle_register(phone.register(authorization=creds), SOURCE)
+    assert response.status == 401
+    assert registrar.lookup("1001") == []

@@ -285,3 +285,63 @@ async def test_tls_listener_answers(tmp_path: Path) -> None:
         writer.close()
     finally:
         await sip.stop()
+
+
+async def test_replies_ignore_received_and_maddr_written_by_the_sender(
+    stack: SipStack,
+) -> None:
+    """A Via naming a third party must not make the switch a reflector."""
+    peer = Peer()
+    request = peer.request("OPTIONS").replace(
+        b";rport\r\n", b";rport;received=127.0.0.9;maddr=127.0.0.9\r\n", 1
+    )
+    await peer.send(request, _port(stack))
+    response = await peer.receive()
+    assert response.status == 200
+    assert response.top_via.received == HOST
+    assert "maddr" not in response.top_via.params
+    peer.close()
+
+
+async def test_tcp_destination_by_name_survives_a_closed_connection(
+    stack: SipStack,
+) -> None:
+    """A connection dialled by host name is forgotten under every key once closed."""
+    port = free_port()
+    answered = 0
+
+    async def on_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        nonlocal answered
+        head = await reader.readuntil(b"\r\n\r\n")
+        request = parse_message(head)
+        assert isinstance(request, Request)
+        reply = (
+            "SIP/2.0 200 OK\r\n"
+            + "".join(
+                f"{n}: {v}\r\n"
+                for n, v in request.headers
+                if n in ("Via", "From", "To", "Call-ID", "CSeq")
+            )
+            + "Content-Length: 0\r\n\r\n"
+        )
+        writer.write(reply.encode())
+        await writer.drain()
+        answered += 1
+        writer.close()  # the peer hangs up after each answer
+
+    server = await asyncio.start_server(on_connection, HOST, port)
+    for attempt in range(2):
+        request = _options_to(port, transport=f"TCP{attempt}")
+        response = await asyncio.wait_for(
+            stack.request(request, ("TCP", "localhost", port)), 10
+        )
+        assert response.status == 200
+        for _ in range(50):
+            if not stack.transports.has_connection(("TCP", "localhost", port)):
+                break
+            await asyncio.sleep(0.02)
+        assert not stack.transports.has_connection(("TCP", "localhost", port))
+    assert answered == 2
+    server.close()
