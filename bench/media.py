@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -48,12 +49,14 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
+import psutil  # type: ignore[import-untyped]
 import uvloop
 
 from media.commands import (
     Connect,
     CreateEndpoint,
     EndpointCreated,
+    MediaError,
     Play,
     Prompt,
     SetRemote,
@@ -71,13 +74,17 @@ PACKET_SIZE: Final = 12 + PAYLOAD_SIZE
 START_DELAY: Final = 0.5  # seconds between setup and the first packet
 DRAIN: Final = 0.4  # seconds after the last packet for the stragglers
 SOCKET_BUFFER: Final = 1 << 20
-PORT_MIN: Final = 30000
+# Below the kernel's ephemeral range (32768+ by default), where the generator's and
+# other programs' sockets live; wide, so ports other programs hold are simply skipped.
+PORT_MIN: Final = 10000
+PORT_MAX: Final = 32000
 MAX_LEGS: Final = 8000  # upper bound of the bisection (ports: 2 per leg)
 BISECT_SECONDS: Final = 3.0
 BISECT_WARMUP: Final = 1.0
 BISECT_MAX_TRIALS: Final = 6
 BISECT_TOLERANCE: Final = 0.1  # stop when (hi - lo) / hi is below this
 GOAL_RATIO: Final = 1.3
+SEND_TIME_SAMPLE_EVERY: Final = 10  # legs whose send times are traced (engine_play)
 GOAL_JITTER_P99_MS: Final = 2.0
 RESULTS: Final = os.path.join(os.path.dirname(__file__), "results", "media.json")
 _HEADER: Final = struct.Struct("!BBHII")
@@ -128,7 +135,7 @@ def _generate(
         poller.register(sock.fileno(), select.EPOLLIN)
         leg_of_fd[sock.fileno()] = leg
     packets = []
-    for leg in range(legs):
+    for _ in range(legs):
         packet = bytearray(PACKET_SIZE)
         packet[12:] = bytes([0xFF]) * PAYLOAD_SIZE
         packets.append(packet)
@@ -139,7 +146,7 @@ def _generate(
     window_start = t_start + warmup
     window_end = window_start + seconds
     buf = bytearray(2048)
-    sent = received = window_received = 0
+    sent = received = window_received = rtcp = 0
     first_seq: list[int | None] = [None] * legs
     last_seq = [0] * legs
     extended = [0] * legs
@@ -153,7 +160,7 @@ def _generate(
     usage_start = None
 
     def drain(fd: int, now: float) -> None:
-        nonlocal received, window_received
+        nonlocal received, window_received, rtcp
         leg = leg_of_fd[fd]
         recv_into = socks[leg].recv_into
         in_window = window_start <= now < window_end
@@ -162,8 +169,11 @@ def _generate(
                 size = recv_into(buf)
             except BlockingIOError:
                 return
+            if size < 12 or 192 <= buf[1] <= 223:
+                rtcp += 1  # our RTCP reports land on port + 1: another leg's socket
+                continue
             received += 1
-            if not in_window or size < 12:
+            if not in_window:
                 continue
             window_received += 1
             seq = (buf[2] << 8) | buf[3]
@@ -201,8 +211,10 @@ def _generate(
                     pass
             slot = (slot + 1) % SLOTS
             slot_time += INTERVAL / SLOTS
-            continue
-        for fd, _ in poller.poll(slot_time - now):
+            timeout = 0.0  # behind schedule or not, never starve the receive side
+        else:
+            timeout = slot_time - now
+        for fd, _ in poller.poll(timeout):
             drain(fd, monotonic())
     usage_end = (resource.getrusage(resource.RUSAGE_SELF), monotonic())
     stop = monotonic() + DRAIN
@@ -226,6 +238,7 @@ def _generate(
         "window_expected": expected,
         "window_lost": max(expected - sum(counts), 0),
         "silent_legs": sum(1 for leg in range(legs) if first_seq[leg] is None),
+        "rtcp_received": rtcp,
         "generator_cpu_percent": round(cpu, 1),
         "generator_max_late_ms": round(max_late * 1000, 2),
     }
@@ -247,7 +260,8 @@ def _cpu_percent(
 
 # ------------------------------------------------------------------------ servers
 
-Setup = Callable[[list[int]], tuple[list[int], Callable[[], Report]]]
+Teardown = Callable[[float, float], Report]  # (window start, window end) -> report
+Setup = Callable[[list[int]], tuple[list[int], Teardown]]
 
 
 def _pair(leg: int) -> int:
@@ -273,17 +287,32 @@ async def _serve(
     conn.send((server_ports, t_start))
     await _sleep_until(t_start + warmup)
     usage0, wall0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    machine0 = psutil.cpu_times()
+
+    # one-second samples too: their median shrugs off a burst of load elsewhere
+    per_second: list[float] = []
+    previous, previous_wall = usage0, wall0
+    for second in range(1, math.floor(seconds) + 1):
+        await _sleep_until(wall0 + second)
+        usage, wall = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        per_second.append(_cpu_percent(previous, usage, wall - previous_wall))
+        previous, previous_wall = usage, wall
     await _sleep_until(t_start + warmup + seconds)
     usage1, wall1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+    machine1 = psutil.cpu_times()
     await _sleep_until(t_start + warmup + seconds + DRAIN)
-    report = teardown()
+    report = teardown(wall0, wall1)
     report["server_cpu_percent"] = round(_cpu_percent(usage0, usage1, wall1 - wall0), 1)
+    report["server_cpu_percent_median_1s"] = round(float(np.median(per_second)), 1)
+    busy0 = sum(machine0) - machine0.idle - getattr(machine0, "iowait", 0.0)
+    busy1 = sum(machine1) - machine1.idle - getattr(machine1, "iowait", 0.0)
+    report["machine_cpu_percent"] = round(100.0 * (busy1 - busy0) / (wall1 - wall0), 1)
     return report
 
 
 def _reference_setup(
     generator_ports: list[int],
-) -> tuple[list[int], Callable[[], Report]]:
+) -> tuple[list[int], Teardown]:
     loop = asyncio.get_running_loop()
     legs = len(generator_ports)
     socks = []
@@ -314,7 +343,7 @@ def _reference_setup(
     for leg, sock in enumerate(socks):
         loop.add_reader(sock.fileno(), forwarder(leg))
 
-    def teardown() -> Report:
+    def teardown(window_start: float, window_end: float) -> Report:
         for sock in socks:
             loop.remove_reader(sock.fileno())
             sock.close()
@@ -325,9 +354,7 @@ def _reference_setup(
 
 def _engine(legs: int) -> tuple[MediaEngine, list[EndpointCreated]]:
     engine = MediaEngine(
-        EngineConfig(
-            port_min=PORT_MIN, port_max=PORT_MIN + 2 * legs + 1, rtp_timeout=0
-        ),
+        EngineConfig(port_min=PORT_MIN, port_max=PORT_MAX, rtp_timeout=0),
         on_event=lambda event: None,
     )
     created = []
@@ -340,19 +367,21 @@ def _engine(legs: int) -> tuple[MediaEngine, list[EndpointCreated]]:
 
 def _engine_report(engine: MediaEngine, created: list[EndpointCreated]) -> Report:
     dropped: dict[str, int] = {}
+    send_errors = 0
     for endpoint in created:
         for reason, count in engine.stats(endpoint.endpoint_id).dropped.items():
             dropped[reason] = dropped.get(reason, 0) + count
+        send_errors += engine.endpoint(endpoint.endpoint_id).send_errors
     report: Report = {
         "engine_dropped": dropped,
-        "clock_max_lateness_ms": round(engine.clock.max_lateness * 1000, 2),
+        "engine_send_errors": send_errors,
         "clock_skipped_ticks": engine.clock.skipped,
     }
     engine.close()
     return report
 
 
-def _relay_setup(generator_ports: list[int]) -> tuple[list[int], Callable[[], Report]]:
+def _relay_setup(generator_ports: list[int]) -> tuple[list[int], Teardown]:
     engine, created = _engine(len(generator_ports))
     for endpoint, port in zip(created, generator_ports, strict=True):
         engine.execute(
@@ -365,17 +394,18 @@ def _relay_setup(generator_ports: list[int]) -> tuple[list[int], Callable[[], Re
                 endpoint_b=created[leg + 1].endpoint_id,
             )
         )
-    return [endpoint.rtp_port for endpoint in created], lambda: _engine_report(
-        engine, created
-    )
+    return [
+        endpoint.rtp_port for endpoint in created
+    ], lambda start, end: _engine_report(engine, created)
 
 
-def _play_setup(
-    prompt: str,
-) -> Callable[[list[int]], tuple[list[int], Callable[[], Report]]]:
-    def setup(generator_ports: list[int]) -> tuple[list[int], Callable[[], Report]]:
+def _play_setup(prompt: str) -> Setup:
+    def setup(generator_ports: list[int]) -> tuple[list[int], Teardown]:
         engine, created = _engine(len(generator_ports))
-        for endpoint, port in zip(created, generator_ports, strict=True):
+        sent_at: list[list[float]] = []
+        for index, (endpoint, port) in enumerate(
+            zip(created, generator_ports, strict=True)
+        ):
             engine.execute(
                 SetRemote(endpoint_id=endpoint.endpoint_id, host=LOCALHOST, port=port)
             )
@@ -386,14 +416,48 @@ def _play_setup(
                     loop=True,
                 )
             )
-        report = {"prompt_conversions": engine.prompts.conversions}
+            if index % SEND_TIME_SAMPLE_EVERY == 0:
+                sent_at.append(_trace_sends(engine, endpoint.endpoint_id))
+        report: Report = {"prompt_conversions": engine.prompts.conversions}
 
-        def teardown() -> Report:
+        def teardown(window_start: float, window_end: float) -> Report:
+            deviations: list[float] = []
+            for times in sent_at:
+                inside = [t for t in times if window_start <= t < window_end]
+                deviations.extend(
+                    abs(later - earlier - INTERVAL)
+                    for earlier, later in itertools.pairwise(inside)
+                )
+            if deviations:
+                values = np.array(deviations) * 1000.0
+                report["send_jitter_p50_ms"] = round(
+                    float(np.percentile(values, 50)), 3
+                )
+                report["send_jitter_p99_ms"] = round(
+                    float(np.percentile(values, 99)), 3
+                )
+                report["send_jitter_max_ms"] = round(float(values.max()), 3)
+                report["send_jitter_legs_sampled"] = len(sent_at)
             return {**report, **_engine_report(engine, created)}
 
         return [endpoint.rtp_port for endpoint in created], teardown
 
     return setup
+
+
+def _trace_sends(engine: MediaEngine, endpoint_id: int) -> list[float]:
+    """Record when the endpoint's played packets actually leave (sampled legs only)."""
+    endpoint = engine.endpoint(endpoint_id)
+    original = endpoint.send_frame
+    times: list[float] = []
+    monotonic = time.monotonic
+
+    def traced(payload: bytes, when: float, samples: int) -> None:
+        times.append(monotonic())
+        original(payload, when, samples)
+
+    setattr(endpoint, "send_frame", traced)  # noqa: B010 (instance override)
+    return times
 
 
 # ------------------------------------------------------------------------ driver
@@ -450,7 +514,7 @@ def run_scenario(
 
 
 def _passes(report: Report) -> bool:
-    return (
+    return bool(
         report["window_lost"] == 0
         and report["silent_legs"] == 0
         and report["received"] >= report["sent"]
@@ -463,9 +527,14 @@ def bisect_max_legs(start: int, time_budget: float) -> Report:
     trials: list[Report] = []
 
     def trial(legs: int) -> bool:
-        report = run_scenario(
-            _relay_setup, legs, BISECT_WARMUP, BISECT_SECONDS, measure_jitter=False
-        )
+        try:
+            report = run_scenario(
+                _relay_setup, legs, BISECT_WARMUP, BISECT_SECONDS, measure_jitter=False
+            )
+        except (MediaError, OSError, RuntimeError) as exc:  # e.g. ports, fd limit
+            trials.append({"legs": legs, "pass": False, "error": str(exc)})
+            logger.info("bisection: %d legs -> error %s", legs, exc)
+            return False
         ok = _passes(report)
         trials.append(
             {
@@ -497,45 +566,71 @@ def bisect_max_legs(start: int, time_budget: float) -> Report:
         candidate = even((lo + hi) / 2) if lo else even(hi / 2)
         if candidate in (lo, hi):
             break
-    return {"max_legs_zero_loss": lo, "upper_bound": hi, "trials": trials}
+    failed = [trial["legs"] for trial in trials if not trial["pass"]]
+    return {
+        "max_legs_zero_loss": lo,
+        "first_failure": min(failed) if failed else None,
+        "stopped_by": "tolerance"
+        if failed and (hi - lo) / hi <= BISECT_TOLERANCE
+        else "budget",
+        "trials": trials,
+    }
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 2) if denominator else None
+
+
+def _pair_text(report: Report, prefix: str) -> str:
+    if f"{prefix}_p99_ms" not in report:
+        return "-"
+    return f"{report[f'{prefix}_p50_ms']}/{report[f'{prefix}_p99_ms']}"
 
 
 def _print_table(results: Report) -> None:
     rows = [
-        ("scenario", "legs", "server CPU %", "loss %", "jitter p50/p99 ms", "gen CPU %")
+        (
+            "scenario",
+            "legs",
+            "server CPU % (1 s median)",
+            "box CPU %",
+            "loss %",
+            "send jitter p50/p99 ms",
+            "arrival jitter p50/p99 ms",
+            "gen CPU %",
+        )
     ]
     for name, report in results["scenarios"].items():
-        jitter = (
-            f"{report['jitter_p50_ms']}/{report['jitter_p99_ms']}"
-            if "jitter_p99_ms" in report
-            else "-"
-        )
         rows.append(
             (
                 name,
                 str(report["legs"]),
-                str(report["server_cpu_percent"]),
+                f"{report['server_cpu_percent']} ({report['server_cpu_percent_median_1s']})",
+                str(report["machine_cpu_percent"]),
                 str(report["loss_percent"]),
-                jitter,
+                _pair_text(report, "send_jitter"),
+                _pair_text(report, "jitter"),
                 str(report["generator_cpu_percent"]),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print(
-            "  ".join(
-                cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-            )
-        )
+        cells = zip(row, widths, strict=True)
+        print("  ".join(cell.ljust(width) for cell, width in cells))
     print(
         f"engine/reference CPU ratio: {results['ratio_engine_relay_vs_reference']}"
-        f" (goal <= {GOAL_RATIO})"
+        f" (median of 1 s samples: "
+        f"{results['ratio_engine_relay_vs_reference_median_1s']}; goal <= {GOAL_RATIO})"
+        f"; box CPU % is all processes on"
+        f" {results['machine']['cpus']} CPUs (200 = both busy)"
     )
     if "bisection" in results:
         bisection = results["bisection"]
+        failure = bisection["first_failure"]
         print(
             f"max relayed legs with zero loss: {bisection['max_legs_zero_loss']}"
-            f" (first failure at {bisection['upper_bound']})"
+            + (f" (first failure at {failure})" if failure else " (no failure found)")
+            + f", search stopped by {bisection['stopped_by']}"
         )
 
 
@@ -577,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "uvloop": uvloop.__version__,
+            "uvloop": getattr(uvloop, "__version__", "?"),
             "loadavg_before": [round(value, 2) for value in load_before],
         },
         "legs": legs,
@@ -588,6 +683,10 @@ def main(argv: list[str] | None = None) -> int:
             round(scenarios["engine_relay"]["server_cpu_percent"] / reference_cpu, 2)
             if reference_cpu
             else None
+        ),
+        "ratio_engine_relay_vs_reference_median_1s": _ratio(
+            scenarios["engine_relay"]["server_cpu_percent_median_1s"],
+            scenarios["reference"]["server_cpu_percent_median_1s"],
         ),
         "ratio_engine_play_vs_reference": (
             round(scenarios["engine_play"]["server_cpu_percent"] / reference_cpu, 2)

@@ -18,6 +18,12 @@ from pyee import EventEmitter
 from ccswitch.config import Config
 from ccswitch.logs import SipTrace, get_sip_trace
 from ccswitch.store import Store
+from media.commands import MediaEvent
+from media.engine import EngineConfig, MediaEngine
+from switch.apps import BUILTIN_APPS
+from switch.b2bua import B2bua, Limits
+from switch.cdr import CdrRecorder
+from switch.dialplan import Dialplan, Rule
 from switch.events import new_bus
 from switch.qualify import Qualifier
 from switch.registrar import Registrar
@@ -25,6 +31,7 @@ from switch.sip.auth import DigestServer
 from switch.sip.timers import Timers
 from switch.stack import SipStack
 from switch.transport import Address
+from switch.trunks import Trunk, Trunks
 from switch.users import Authenticator, User, UserDirectory
 
 logger = logging.getLogger(__name__)
@@ -61,6 +68,47 @@ def build_users(config: Config) -> UserDirectory:
                 )
             )
     return UserDirectory(users)
+
+
+def build_trunks(config: Config) -> list[Trunk]:
+    """Trunks from the ``[[trunks]]`` entries (issue 4)."""
+    return [
+        Trunk(
+            name=entry.name,
+            host=entry.host,
+            port=entry.port,
+            transport=entry.transport,
+            inbound_sources=entry.inbound_sources,
+            inbound_username=entry.inbound_username,
+            inbound_password=entry.inbound_password,
+            register=entry.register,
+            username=entry.username,
+            password=entry.password,
+            domain=entry.domain,
+            expires=entry.expires,
+            options_interval=entry.options_interval,
+            options_failures=entry.options_failures,
+            max_calls=entry.max_calls,
+            numbering=entry.numbering,
+            latching=entry.latching,
+        )
+        for entry in config.trunks
+    ]
+
+
+def build_dialplan_rules(config: Config) -> list[Rule]:
+    """Dialplan rules from the ``[[dialplan]]`` entries (issue 4)."""
+    return [
+        Rule(
+            pattern=entry.pattern,
+            to=entry.to,
+            from_=entry.from_,
+            strip=entry.strip,
+            prepend=entry.prepend,
+            args=entry.args,
+        )
+        for entry in config.dialplan
+    ]
 
 
 class Switch:
@@ -110,6 +158,60 @@ class Switch:
             bus=self.bus,
         )
         self.stack.handlers["REGISTER"] = self.registrar.handle_register
+        # trunks, dialplan, CDRs (issue 4)
+        self.trunks = Trunks(
+            build_trunks(config),
+            stack=self.stack,
+            bus=self.bus,
+            digest_server=self.authenticator.server,
+        )
+        self.dialplan = Dialplan(
+            rules=build_dialplan_rules(config),
+            users=self.users,
+            trunks=self.trunks.names(),
+            numbering=self.trunks.numbering(),
+            trunk_available=self.trunks.available,
+        )
+        self.cdr = CdrRecorder(bus=self.bus, store=self.store)
+        # The media engine and the B2BUA need the running loop: made in start().
+        self.engine: MediaEngine | None = None
+        self.b2bua: B2bua | None = None
+
+    def _start_calls(self) -> None:
+        """Create the media engine and the B2BUA, and put its handlers on the stack."""
+        sip = self.config.sip
+        rtp = self.config.rtp
+        # TODO: a separate media address setting; binding SIP to 0.0.0.0 would put
+        # 0.0.0.0 in our SDP.
+        self.engine = MediaEngine(
+            EngineConfig(
+                host=sip.listen_host, port_min=rtp.port_low, port_max=rtp.port_high
+            ),
+            on_event=self._on_media_event,
+        )
+        limits = self.config.limits
+        self.b2bua = B2bua(
+            stack=self.stack,
+            engine=self.engine,
+            registrar=self.registrar,
+            authenticator=self.authenticator,
+            dialplan=self.dialplan,
+            trunks=self.trunks,
+            bus=self.bus,
+            limits=Limits(
+                max_calls=limits.max_calls,
+                max_duration=limits.max_call_duration,
+                retry_after=limits.retry_after,
+                ring_timeout=limits.ring_timeout,
+            ),
+            apps=dict(BUILTIN_APPS),
+            media_host=sip.listen_host,
+        )
+        self.b2bua.install()
+
+    def _on_media_event(self, event: MediaEvent) -> None:
+        if self.b2bua is not None:
+            self.b2bua.on_media_event(event)
 
     def _trace(
         self,
@@ -127,7 +229,9 @@ class Switch:
 
     async def start(self) -> None:
         await self.store.open()
+        self.cdr.start()  # trunks, dialplan, CDRs (issue 4)
         await self.registrar.start()
+        self._start_calls()
         sip = self.config.sip
         tls_context = None
         if (
@@ -145,11 +249,18 @@ class Switch:
             tls_context=tls_context,
         )
         self.qualifier.start()
+        await self.trunks.start()  # trunks, dialplan, CDRs (issue 4)
         logger.info("ccswitch ready (%d users, realm %s)", len(self.users), sip.realm)
 
     async def stop(self) -> None:
+        if self.b2bua is not None:
+            await self.b2bua.stop()
         await self.qualifier.stop()
+        await self.trunks.stop()  # trunks, dialplan, CDRs (issue 4): before the stack
         await self.stack.stop()
+        if self.engine is not None:
+            self.engine.close()
+        await self.cdr.stop()  # trunks, dialplan, CDRs (issue 4): before the store
         await self.store.close()
         if self.trace is not None:
             self.trace.close()
@@ -157,10 +268,18 @@ class Switch:
 
 
 async def serve(config: Config) -> None:
-    """Run the switch until cancelled (Ctrl-C or SIGTERM via the CLI)."""
+    """Run the switch until cancelled (Ctrl-C or SIGTERM via the CLI).
+
+    A start that fails half-way (port taken, bad certificate) stops what did start:
+    an open aiosqlite connection owns a non-daemon thread and would keep the
+    process alive after the error was reported.
+    """
     switch = Switch(config)
-    await switch.start()
     try:
+        await switch.start()
         await asyncio.Event().wait()
     finally:
-        await switch.stop()
+        try:
+            await switch.stop()
+        finally:
+            await switch.store.close()

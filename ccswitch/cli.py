@@ -15,6 +15,8 @@ import hashlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
+from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
@@ -235,6 +237,109 @@ def user_hash(name: str, password: str | None, realm: str | None) -> None:
     secret = f"{name}:{realm}:{password}".encode()
     click.echo(f'ha1_md5 = "{hashlib.md5(secret).hexdigest()}"')
     click.echo(f'ha1_sha256 = "{hashlib.sha256(secret).hexdigest()}"')
+
+
+@main.command("cdr", context_settings=_CONTEXT)
+@click.option(
+    "--config",
+    "-c",
+    "config_file",
+    metavar="FILE",
+    help="Configuration whose store.path to read. Default: the built-in demo.",
+)
+@click.option("--db", metavar="PATH", help="The SQLite file (overrides store.path).")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many calls to show, newest first.",
+)
+@click.option("--legs", is_flag=True, help="Show each call's legs under it.")
+def cdr(config_file: str | None, db: str | None, limit: int, legs: bool) -> None:
+    """Print the most recent call detail records (CDRs), newest first.
+
+    One line per call: start time, caller -> called, where the dialplan sent it, the
+    result (ANSWERED or the SIP status), talk time in seconds, who hung up, the Q.850
+    cause and the lowest MOS of its legs.
+    """
+    path = db if db is not None else _load(config_file).store.path
+    if path != ":memory:" and not Path(path).is_file():
+        _fail(f"{path}: no such database")
+    from ccswitch.store import StoreError
+
+    try:
+        lines = asyncio.run(_cdr_lines(path, limit, legs))
+    except StoreError as error:
+        _fail(str(error))
+    for line in lines:
+        click.echo(line)
+
+
+async def _cdr_lines(path: str, limit: int, with_legs: bool) -> list[str]:
+    from ccswitch.store import Store
+
+    store = Store(path)
+    await store.open()
+    try:
+        calls = await store.recent_calls(limit)
+        lines = [CDR_HEADER]
+        for call in calls:
+            legs = await store.call_legs(call.call_id)
+            lines.append(_cdr_call_line(call, legs))
+            if with_legs:
+                lines.extend(_cdr_leg_line(leg) for leg in legs)
+    finally:
+        await store.close()
+    return lines
+
+
+CDR_HEADER = (
+    f"{'start':19}  {'caller':>14} -> {'called':14}  {'route':20}  {'result':9}"
+    f"  {'talk':>6}  {'hangup':7}  {'cause':>5}  {'mos':>4}"
+)
+
+
+def _cdr_time(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _cdr_call_line(call: Any, legs: list[Any]) -> str:
+    if call.answered:
+        result = "ANSWERED"
+    elif call.status is not None:
+        result = str(call.status)
+    else:
+        result = "OPEN" if call.ended_at is None else "-"
+    route = f"{call.route_kind}:{call.route_target}" if call.route_kind else "-"
+    talk = call.billable
+    scores = [leg.mos for leg in legs if leg.mos is not None]
+    return (
+        f"{_cdr_time(call.started_at):19}  {call.caller or '-':>14} -> "
+        f"{call.called or '-':14}  {route[:20]:20}  {result:9}"
+        f"  {'-' if talk is None else f'{talk:.1f}':>6}  {call.hangup_by or '-':7}"
+        f"  {'-' if call.cause is None else call.cause:>5}"
+        f"  {f'{min(scores):.2f}' if scores else '-':>4}"
+    )
+
+
+def _cdr_leg_line(leg: Any) -> str:
+    quality = ""
+    if leg.packets_lost is not None:
+        quality += f" lost={leg.packets_lost}"
+    if leg.jitter_ms is not None:
+        quality += f" jitter={leg.jitter_ms:.1f}ms"
+    if leg.mos is not None:
+        quality += f" mos={leg.mos:.2f}"
+    return (
+        f"    {leg.role or '-'} {leg.peer or '-'} codec={leg.codec or '-'}"
+        f" status={leg.status if leg.status is not None else '-'}"
+        f" cause={leg.cause if leg.cause is not None else '-'}"
+        f" hangup={leg.hangup_by or '-'}{quality}"
+    )
 
 
 if __name__ == "__main__":

@@ -45,6 +45,14 @@ from pathlib import Path
 from typing import Any
 
 from ccswitch import __version__
+from switch.dialplan import (
+    FROM_VALUES,
+    NUMBER_FORMATS,
+    DialplanError,
+    NumberingPlan,
+    compile_pattern,
+    parse_destination,
+)
 
 __all__ = [
     "CHECKS",
@@ -53,14 +61,17 @@ __all__ = [
     "SECTIONS",
     "Config",
     "ConfigError",
+    "DialplanRuleConfig",
     "Key",
     "Kind",
+    "LimitsConfig",
     "LogConfig",
     "RegistrarConfig",
     "RtpConfig",
     "Section",
     "SipConfig",
     "StoreConfig",
+    "TrunkConfig",
     "UserConfig",
     "apply_overrides",
     "check_value",
@@ -121,6 +132,15 @@ HA1_MD5_DIGITS = 32
 HA1_SHA256_DIGITS = 64
 
 _WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})
+
+# RFC 3261 section 18: the transports a trunk can use.
+TRUNK_TRANSPORTS = ("UDP", "TCP", "TLS")
+# Names of trunks (used in dialplan destinations, CDRs and events) and app arguments.
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+# What a dialplan rule may put in front of a number (RFC 3966 phonedigit-hex subset).
+_PREPEND = re.compile(r"[0-9+*#]*")
+# RFC 3261 section 20.33: Retry-After is delta-seconds; a day is a sane ceiling.
+RETRY_AFTER_MAX = 86400
 
 
 # ---------------------------------------------------------------------------------------
@@ -209,6 +229,79 @@ class UserConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LimitsConfig:
+    """``[limits]``: switch-wide call limits (issue 4).
+
+    ``max_calls`` concurrent calls (0: no limit); beyond it new INVITEs get 503 with
+    ``Retry-After: retry_after`` (RFC 3261 sections 21.5.4 and 20.33) and calls in
+    progress are untouched. ``max_call_duration`` seconds after which a call is hung
+    up (0: no limit). ``ring_timeout`` seconds the called party may ring before the
+    caller gets 480 Temporarily Unavailable (the outbound legs are CANCELled).
+    """
+
+    max_calls: int = 0
+    max_call_duration: float = 14400.0
+    retry_after: int = 30
+    ring_timeout: float = 60.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrunkConfig:
+    """One ``[[trunks]]`` entry: a carrier's SIP trunk (see ``switch/trunks.py``).
+
+    Inbound calls are identified by source address (``inbound_sources``, CIDR; empty
+    means the host's address) or digest (``inbound_username``/``inbound_password``).
+    ``register`` makes the switch register as ``username``/``password`` (RFC 3261
+    section 10.2); ``options_interval`` seconds between OPTIONS probes (0: off), and
+    ``options_failures`` unanswered probes mark the trunk down. Numbers go to the
+    carrier as ``number_format`` says, normalised with ``country_code``,
+    ``national_prefix`` and ``international_prefix`` (ITU-T E.164).
+    """
+
+    name: str
+    host: str
+    port: int = 5060
+    transport: str = "UDP"
+    inbound_sources: tuple[str, ...] = ()
+    inbound_username: str | None = None
+    inbound_password: str | None = None
+    register: bool = False
+    username: str | None = None
+    password: str | None = None
+    domain: str | None = None
+    expires: int = 3600
+    options_interval: float = 60.0
+    options_failures: int = 3
+    max_calls: int = 0
+    country_code: str = ""
+    national_prefix: str = ""
+    international_prefix: str = ""
+    number_format: str = "as-dialled"
+    latching: bool = False
+
+    @property
+    def numbering(self) -> NumberingPlan:
+        return NumberingPlan(
+            country_code=self.country_code,
+            national_prefix=self.national_prefix,
+            international_prefix=self.international_prefix,
+            number_format=self.number_format,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DialplanRuleConfig:
+    """One ``[[dialplan]]`` rule; syntax in ``switch/dialplan.py`` (``from`` = ``from_``)."""
+
+    pattern: str
+    to: str
+    from_: str = "any"
+    strip: int = 0
+    prepend: str = ""
+    args: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole validated configuration; ``source`` names where it was read from."""
 
@@ -219,6 +312,9 @@ class Config:
     store: StoreConfig
     log: LogConfig
     users: tuple[UserConfig, ...]
+    limits: LimitsConfig = LimitsConfig()
+    trunks: tuple[TrunkConfig, ...] = ()
+    dialplan: tuple[DialplanRuleConfig, ...] = ()
 
 
 class ConfigError(Exception):
@@ -251,6 +347,8 @@ class Kind(enum.Enum):
     INTEGER = "an integer"
     NUMBER = "a number"  # integer or float; converted to float
     BOOLEAN = "a boolean"
+    STRINGS = "an array of strings"
+    TABLE = "a table"
 
 
 class _Required(enum.Enum):
@@ -380,6 +478,13 @@ def _check_kind(kind: Kind, value: object) -> None:
         ok = isinstance(value, bool)
     elif kind is Kind.INTEGER:
         ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is Kind.STRINGS:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        if isinstance(value, list) and not ok:
+            odd = next(v for v in value if not isinstance(v, str))
+            raise _Invalid(f"expected {kind.value}, got an array with {_describe(odd)}")
+    elif kind is Kind.TABLE:
+        ok = isinstance(value, dict)
     else:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
     if not ok:
@@ -436,6 +541,11 @@ def _host_port(text: str) -> tuple[str, int]:
         raise _Invalid(
             f'IPv6 address {_show(host)} must be in brackets, e.g. "[::1]:5060"'
         )
+    _ipv4_or_hostname(host)
+    return host, _port(port_text)
+
+
+def _ipv4_or_hostname(host: str) -> None:
     if _IPV4_LIKE.fullmatch(host):
         try:
             ipaddress.IPv4Address(host)
@@ -443,7 +553,19 @@ def _host_port(text: str) -> tuple[str, int]:
             raise _Invalid(f"{_show(host)} is not an IPv4 address") from None
     elif not _HOSTNAME.fullmatch(host):
         raise _Invalid(f"{_show(host)} is not an IP address or host name")
-    return host, _port(port_text)
+
+
+def _host(text: str) -> str:
+    """A host alone: IPv4, host name or IPv6 (brackets optional, stored without)."""
+    bare = text[1:-1] if text.startswith("[") and text.endswith("]") else text
+    if ":" in bare:
+        try:
+            ipaddress.IPv6Address(bare)
+        except ValueError:
+            raise _Invalid(f"{_show(text)} is not an IPv6 address") from None
+        return bare
+    _ipv4_or_hostname(text)
+    return text
 
 
 def _optional_host_port(text: str) -> tuple[str | None, int | None]:
@@ -608,6 +730,104 @@ def _hex_digits(count: int, what: str) -> Callable[[str], str]:
     return convert
 
 
+def _name(text: str) -> str:
+    if not _NAME.fullmatch(text):
+        raise _Invalid(f"{_show(text)} is not a valid name (letters, digits and _.-)")
+    return text
+
+
+def _transport(text: str) -> str:
+    upper = text.upper()
+    if upper not in TRUNK_TRANSPORTS:
+        raise _Invalid(
+            f"{_show(text)} is not a transport (expected one of "
+            f"{', '.join(TRUNK_TRANSPORTS)})"
+        )
+    return upper
+
+
+def _networks(values: list[str]) -> tuple[str, ...]:
+    """CIDR blocks (or single addresses) that inbound trunk traffic comes from."""
+    networks = []
+    for text in values:
+        try:
+            network = ipaddress.ip_network(text)
+        except ValueError:
+            try:
+                network = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise _Invalid(
+                    f'{_show(text)} is not an IP address or CIDR block (e.g. "10.0.0.0/8")'
+                ) from None
+            raise _Invalid(
+                f"{_show(text)} has host bits set; did you mean {_show(str(network))}?"
+            ) from None
+        networks.append(str(network))
+    return tuple(networks)
+
+
+def _digits(text: str) -> str:
+    if text and not _DIGITS.fullmatch(text):
+        raise _Invalid(f"must be digits only, got {_show(text)}")
+    return text
+
+
+def _number_format(text: str) -> str:
+    if text not in NUMBER_FORMATS:
+        raise _Invalid(
+            f"{_show(text)} is not a number format (expected one of "
+            f"{', '.join(NUMBER_FORMATS)})"
+        )
+    return text
+
+
+def _pattern(text: str) -> str:
+    try:
+        compile_pattern(text)
+    except DialplanError as exc:
+        raise _Invalid(str(exc)) from None
+    return text
+
+
+def _destination(text: str) -> str:
+    try:
+        parse_destination(text)
+    except DialplanError as exc:
+        raise _Invalid(str(exc)) from None
+    return text
+
+
+def _from(text: str) -> str:
+    if text not in FROM_VALUES:
+        raise _Invalid(
+            f"{_show(text)} is not a caller class (expected one of "
+            f"{', '.join(FROM_VALUES)})"
+        )
+    return text
+
+
+def _prepend(text: str) -> str:
+    if not _PREPEND.fullmatch(text):
+        raise _Invalid(f"must be digits, +, * or #, got {_show(text)}")
+    return text
+
+
+def _app_args(table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Application arguments: names as for :func:`_name`, string or number values."""
+    args = []
+    for name, value in table.items():
+        if not _NAME.fullmatch(name):
+            raise _Invalid(
+                f"argument name {_show(name)} is not valid (letters, digits and _.-)"
+            )
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise _Invalid(
+                f"argument {name} must be a string or a number, got {_describe(value)}"
+            )
+        args.append((name, value if isinstance(value, str) else _show(value)))
+    return tuple(args)
+
+
 # ---------------------------------------------------------------------------------------
 # Sections. Add a section here (and a field on Config); the walker does the rest.
 # ---------------------------------------------------------------------------------------
@@ -753,6 +973,146 @@ SECTIONS: tuple[Section, ...] = (
         keys=(Key(name="level", kind=Kind.STRING, default="INFO", convert=_log_level),),
     ),
     Section(
+        name="limits",
+        build=LimitsConfig,
+        keys=(
+            Key(
+                name="max_calls",
+                kind=Kind.INTEGER,
+                default=0,
+                convert=_integer_between(0, None),
+            ),
+            Key(
+                name="max_call_duration",
+                kind=Kind.NUMBER,
+                default=14400.0,
+                convert=_not_negative,
+            ),
+            Key(
+                name="retry_after",
+                kind=Kind.INTEGER,
+                default=30,
+                convert=_integer_between(1, RETRY_AFTER_MAX),
+            ),
+            Key(
+                name="ring_timeout",
+                kind=Kind.NUMBER,
+                default=60.0,
+                convert=_greater_than_zero,
+            ),
+        ),
+    ),
+    Section(
+        name="trunks",
+        build=TrunkConfig,
+        many=True,
+        keys=(
+            Key(name="name", kind=Kind.STRING, convert=_name),
+            Key(name="host", kind=Kind.STRING, convert=_host),
+            Key(name="port", kind=Kind.INTEGER, default=5060, convert=_port_number),
+            Key(name="transport", kind=Kind.STRING, default="UDP", convert=_transport),
+            Key(
+                name="inbound_sources",
+                kind=Kind.STRINGS,
+                default=[],
+                convert=_networks,
+                render=lambda t: list(t.inbound_sources),
+            ),
+            Key(
+                name="inbound_username",
+                kind=Kind.STRING,
+                default=None,
+                convert=_user_name,
+            ),
+            Key(
+                name="inbound_password",
+                kind=Kind.STRING,
+                default=None,
+                convert=_non_empty,
+                secret=True,
+            ),
+            Key(name="register", kind=Kind.BOOLEAN, default=False),
+            Key(name="username", kind=Kind.STRING, default=None, convert=_user_name),
+            Key(
+                name="password",
+                kind=Kind.STRING,
+                default=None,
+                convert=_non_empty,
+                secret=True,
+            ),
+            Key(name="domain", kind=Kind.STRING, default=None, convert=_host),
+            Key(
+                name="expires",
+                kind=Kind.INTEGER,
+                default=3600,
+                convert=_integer_between(1, EXPIRES_MAX),
+            ),
+            Key(
+                name="options_interval",
+                kind=Kind.NUMBER,
+                default=60.0,
+                convert=_not_negative,
+            ),
+            Key(
+                name="options_failures",
+                kind=Kind.INTEGER,
+                default=3,
+                convert=_integer_between(1, None),
+            ),
+            Key(
+                name="max_calls",
+                kind=Kind.INTEGER,
+                default=0,
+                convert=_integer_between(0, None),
+            ),
+            Key(name="country_code", kind=Kind.STRING, default="", convert=_digits),
+            Key(name="national_prefix", kind=Kind.STRING, default="", convert=_digits),
+            Key(
+                name="international_prefix",
+                kind=Kind.STRING,
+                default="",
+                convert=_digits,
+            ),
+            Key(
+                name="number_format",
+                kind=Kind.STRING,
+                default="as-dialled",
+                convert=_number_format,
+            ),
+            Key(name="latching", kind=Kind.BOOLEAN, default=False),
+        ),
+    ),
+    Section(
+        name="dialplan",
+        build=DialplanRuleConfig,
+        many=True,
+        keys=(
+            Key(name="pattern", kind=Kind.STRING, convert=_pattern),
+            Key(name="to", kind=Kind.STRING, convert=_destination),
+            Key(
+                name="from",
+                kind=Kind.STRING,
+                default="any",
+                convert=_from,
+                fields=("from_",),
+            ),
+            Key(
+                name="strip",
+                kind=Kind.INTEGER,
+                default=0,
+                convert=_integer_between(0, None),
+            ),
+            Key(name="prepend", kind=Kind.STRING, default="", convert=_prepend),
+            Key(
+                name="args",
+                kind=Kind.TABLE,
+                default={},
+                convert=_app_args,
+                render=lambda r: dict(r.args),
+            ),
+        ),
+    ),
+    Section(
         name="users",
         build=UserConfig,
         many=True,
@@ -888,12 +1248,75 @@ def _check_users(config: Config, name: Callable[[str], str]) -> None:
         first_seen[user.name] = path
 
 
+def _check_trunks(config: Config, name: Callable[[str], str]) -> None:
+    first_seen: dict[str, str] = {}
+    users = {user.name for user in config.users}
+    for number, trunk in enumerate(config.trunks, start=1):
+        path = f"trunks[{number}]"
+        if trunk.name in first_seen:
+            raise _Invalid(
+                f"duplicate trunk {_show(trunk.name)} (first in {first_seen[trunk.name]})",
+                f"{path}.name",
+            )
+        first_seen[trunk.name] = path
+        if trunk.register:
+            for key in ("username", "password"):
+                if getattr(trunk, key) is None:
+                    raise _Invalid("required when register = true", f"{path}.{key}")
+        if (trunk.inbound_username is None) != (trunk.inbound_password is None):
+            missing = (
+                "inbound_password" if trunk.inbound_username else "inbound_username"
+            )
+            raise _Invalid(
+                "missing; inbound_username and inbound_password are given together",
+                f"{path}.{missing}",
+            )
+        if trunk.inbound_username in users:
+            raise _Invalid(
+                f"{_show(trunk.inbound_username)} is also a user name; "
+                "inbound trunk credentials must not be a user's",
+                f"{path}.inbound_username",
+            )
+        try:
+            NumberingPlan(
+                country_code=trunk.country_code,
+                national_prefix=trunk.national_prefix,
+                international_prefix=trunk.international_prefix,
+                number_format=trunk.number_format,
+            )
+        except DialplanError:
+            raise _Invalid(
+                f"{_show(trunk.number_format)} needs country_code and "
+                "international_prefix",
+                f"{path}.number_format",
+            ) from None
+
+
+def _check_dialplan(config: Config, name: Callable[[str], str]) -> None:
+    trunks = {trunk.name for trunk in config.trunks}
+    users = {user.name for user in config.users}
+    for number, rule in enumerate(config.dialplan, start=1):
+        path = f"dialplan[{number}]"
+        kind, target = parse_destination(rule.to)
+        if kind == "trunk" and target not in trunks:
+            raise _Invalid(f"unknown trunk {_show(target)}", f"{path}.to")
+        if kind == "user" and target and target not in users:
+            raise _Invalid(f"unknown user {_show(target)}", f"{path}.to")
+        if rule.args and kind != "app":
+            raise _Invalid(
+                f"only app: destinations take args (to is {_show(rule.to)})",
+                f"{path}.args",
+            )
+
+
 CHECKS: tuple[Check, ...] = (
     _check_timers,
     _check_tls,
     _check_rtp_ports,
     _check_expires,
     _check_users,
+    _check_trunks,
+    _check_dialplan,
 )
 
 
@@ -1101,6 +1524,11 @@ def check_value(path: str, value: object, *, label: str | None = None) -> Any:
 def _toml_value(value: object) -> str:
     if isinstance(value, str):
         return _toml_string(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + (f" {items} " if items else "") + "}"
     return _show(value)
 
 

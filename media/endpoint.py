@@ -109,18 +109,21 @@ TAP_KEEP_SAMPLES: Final = SAMPLES_PER_FRAME
 # SSRCs remembered per endpoint (the oldest is forgotten beyond this).
 MAX_SOURCES: Final = 8
 
+# TODO: RFC 3711 (SRTP) is not supported: media is plain RTP, fine on a trusted LAN or
+# behind an SBC, not across the internet.
+# TODO: the tap (audio for mixer/recorder) appends payloads in arrival order with no
+# reordering or loss concealment: a reordered packet costs a 20 ms glitch in mixes and
+# recordings (bridged audio is unaffected: the phones' jitter buffers reorder).
+
 # One buffer for every endpoint: the loop is single-threaded and a callback finishes
 # with the datagram before the next one is read.
 RECEIVE_BUFFER: Final = bytearray(RECEIVE_BUFFER_SIZE)
 RECEIVE_VIEW: Final = memoryview(RECEIVE_BUFFER)
 _BUFFER: Final = RECEIVE_BUFFER
 _VIEW: Final = RECEIVE_VIEW
-_SEND_BUFFER: Final = bytearray(RECEIVE_BUFFER_SIZE)
-_SEND_VIEW: Final = memoryview(_SEND_BUFFER)
 _HEADER: Final = struct.Struct("!BBHII")
 _REWRITE: Final = struct.Struct("!BHII")  # everything after the first octet
 _unpack_header = _HEADER.unpack_from
-_pack_header = _HEADER.pack_into
 _pack_rewrite = _REWRITE.pack_into
 _monotonic = time.monotonic
 
@@ -162,6 +165,7 @@ class SourceState:
         "bad_seq",
         "base_seq",
         "cycles",
+        "expected_prior",
         "jitter",
         "last_ts",
         "max_seq",
@@ -176,6 +180,7 @@ class SourceState:
         self.base_seq = seq
         self.max_seq = seq
         self.cycles = 0
+        self.expected_prior = 0
         self.bad_seq = RTP_SEQ_MOD + 1
         self.received = 0
         self.octets = 0
@@ -186,7 +191,7 @@ class SourceState:
     @property
     def expected(self) -> int:
         """Packets expected from the first sequence number to the highest (A.3)."""
-        return self.cycles + self.max_seq - self.base_seq + 1
+        return self.expected_prior + self.cycles + self.max_seq - self.base_seq + 1
 
     @property
     def lost(self) -> int:
@@ -201,10 +206,12 @@ class SourceState:
     def jump(self, seq: int) -> None:
         """A.1: a big jump is believed when the next packet continues it."""
         if seq == self.bad_seq:
-            self.base_seq = seq
+            # the sender restarted its numbering at the previous packet (seq - 1):
+            # keep what was expected so far, start a new range there
+            self.expected_prior = self.expected
+            self.base_seq = seq - 1
             self.max_seq = seq
             self.cycles = 0
-            self.received = 0
             self.bad_seq = RTP_SEQ_MOD + 1
         else:
             self.bad_seq = (seq + 1) & SEQ_MASK
@@ -476,27 +483,32 @@ class RtpEndpoint:
             return
         out = self.out
         seq = (out.seq + 1) & SEQ_MASK
-        ts = out.next_timestamp(when)
+        if out.time is None:
+            ts = out.ts
+        else:  # OutStream.next_timestamp, inlined: this runs for every played frame
+            elapsed = round((when - out.time) * CLOCK_RATE)
+            ts = (
+                out.ts + (elapsed if elapsed > out.samples else out.samples)
+            ) & TS_MASK
         second = self._audio_pt
         if out.marker:
             second |= MARKER_BIT
             out.marker = False
-        size = HEADER_SIZE + len(payload)
-        _pack_header(_SEND_BUFFER, 0, PLAIN_FIRST_OCTET, second, seq, ts, out.ssrc)
-        _SEND_BUFFER[HEADER_SIZE:size] = payload
         out.seq = seq
         out.ts = ts
         out.time = when
         out.samples = samples
+        # a fresh 172-byte bytes object is cheaper than pack_into + copy + memoryview
+        packet = _HEADER.pack(PLAIN_FIRST_OCTET, second, seq, ts, out.ssrc) + payload
         try:
-            self.sendto(_SEND_VIEW[:size], destination)
+            self.sendto(packet, destination)
         except OSError as exc:
             self.send_errors += 1
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("endpoint %d: send failed: %s", self.endpoint_id, exc)
             return
         out.packets += 1
-        out.octets += size
+        out.octets += len(packet)
 
     def send_rtcp(self, data: bytes) -> None:
         """Send one RTCP compound packet from the RTCP socket (symmetric, RFC 4961)."""
@@ -546,15 +558,16 @@ class RtpEndpoint:
             src = self._source
             if ssrc != src.ssrc:
                 src = self._change_source(ssrc, seq, ts, now)
-            src.received += 1
-            src.octets += size
-            delta = (seq - src.max_seq) & 0xFFFF
+            max_seq = src.max_seq
+            delta = (seq - max_seq) & 0xFFFF
             if delta < 3000:  # MAX_DROPOUT
-                if seq < src.max_seq:
+                if seq < max_seq:
                     src.cycles += 0x10000
                 src.max_seq = seq
             elif delta <= 0xFFFF - 100:  # beyond MAX_MISORDER: a jump
                 src.jump(seq)
+            src.received += 1
+            src.octets += size
             transit = now * 8000.0 - ts
             step = transit - src.transit
             src.transit = transit
@@ -598,6 +611,9 @@ class RtpEndpoint:
 
     def _admit(self, addr: tuple[str, int]) -> bool:
         """A datagram from an address other than the expected one: latch or drop."""
+        # TODO: RFC 4961 section 4 hints at re-latching when a phone's NAT binding
+        # changes mid-call; we latch once per SetRemote, so such a phone goes silent
+        # until the owner re-sends SetRemote (e.g. on its re-INVITE).
         if self.latching:
             if not self.latched:
                 self.latched = True
@@ -611,6 +627,11 @@ class RtpEndpoint:
                 return True
         elif self.remote is None:
             return True  # no remote yet and no latching: nothing to compare with
+        elif addr[:2] == self.remote:
+            # IPv6 sources come as (host, port, flowinfo, scope_id); remember the
+            # full tuple so the receive loop's comparison matches from now on
+            self._expected = addr
+            return True
         self._drop(DropReason.ADDRESS, addr)
         return False
 
@@ -692,8 +713,6 @@ class RtpEndpoint:
         src = self._source
         if ssrc != src.ssrc:
             src = self._change_source(ssrc, seq, ts, now)
-        src.received += 1
-        src.octets += size
         delta = (seq - src.max_seq) & SEQ_MASK
         if delta < MAX_DROPOUT:
             if seq < src.max_seq:
@@ -701,6 +720,8 @@ class RtpEndpoint:
             src.max_seq = seq
         elif delta <= RTP_SEQ_MOD - MAX_MISORDER:
             src.jump(seq)
+        src.received += 1
+        src.octets += size
 
         path = self._forward
         if kind is PayloadKind.TELEPHONE_EVENT:

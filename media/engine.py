@@ -24,6 +24,10 @@ An endpoint sends one stream whatever feeds it (:class:`~media.endpoint.Output`)
 its playback if one is running, else its mixer, else its bridge; switching between
 them keeps sequence numbers and timestamps continuous and sets the marker bit.
 Event callbacks run synchronously inside the loop; they may call :meth:`execute`.
+
+Known gaps (``TODO`` below): one process only (worker processes need a small RPC shim
+around :meth:`MediaEngine.execute`); in-band DTMF (:class:`media.dtmf.GoertzelDetector`)
+is not wired to tapped legs; RFC 4733 events are not forwarded through a mixer.
 """
 
 from __future__ import annotations
@@ -96,8 +100,10 @@ logger = logging.getLogger(__name__)
 
 # Ticks between housekeeping passes (media timeouts): one second.
 HOUSEKEEPING_TICKS: Final = round(1.0 / TICK_INTERVAL)
-# RFC 3550 6.2: 5 s minimum report interval; fixed, not randomised (two-party sessions).
-RTCP_INTERVAL_TICKS: Final = round(5.0 / TICK_INTERVAL)
+# RFC 3550 6.2: 5 s minimum report interval (seconds); fixed, not randomised.
+# TODO: RFC 3550 6.3.1 randomises the interval (0.5-1.5x) to avoid synchronised
+# reports; with two-party sessions the cost is only bursts of reports per second.
+RTCP_INTERVAL: Final = 5
 # RFC 3551 4.5.14 decode/encode tables, indexed by codec.
 DECODE_TABLES: Final = {Codec.PCMU: ULAW_DECODE_TABLE, Codec.PCMA: ALAW_DECODE_TABLE}
 ENCODE_TABLES: Final = {Codec.PCMU: ULAW_ENCODE_TABLE, Codec.PCMA: ALAW_ENCODE_TABLE}
@@ -190,6 +196,7 @@ class MediaEngine:
         self._mixer_of: dict[int, int] = {}
         self._recordings: dict[int, _Recording] = {}
         self._liveness: dict[int, _Liveness] = {}
+        self._tapped: dict[int, RtpEndpoint] = {}
         self.closed = False
 
     # ---------------------------------------------------------------- public API
@@ -218,6 +225,7 @@ class MediaEngine:
             case Connect():
                 return self._connect(command)
             case Disconnect():
+                self._endpoint(command.endpoint_id)
                 self._disconnect(command.endpoint_id)
                 return Done()
             case Play():
@@ -367,6 +375,7 @@ class MediaEngine:
         endpoint.close()
         self.ports.release(endpoint.rtp_port)
         del self._endpoints[endpoint_id]
+        self._tapped.pop(endpoint_id, None)
         self._liveness.pop(endpoint_id, None)
         if not self._endpoints:
             self.clock.stop()
@@ -437,6 +446,8 @@ class MediaEngine:
 
     # ---------------------------------------------------------------- playback
 
+    # TODO: a SetCodec during a playback keeps sending frames encoded for the old codec
+    # until the playback ends (a re-INVITE changing codec mid-prompt is rare).
     def _play(self, command: Play) -> PlaybackStarted:
         endpoint = self._endpoint(command.endpoint_id)
         if not command.items:
@@ -498,6 +509,7 @@ class MediaEngine:
             self._disconnect(command.endpoint_id)
             self._mixer_of[command.endpoint_id] = command.mixer_id
             endpoint.open_tap()
+            self._refresh_taps()
         self._restore_output(command.endpoint_id)
         return Done()
 
@@ -510,6 +522,7 @@ class MediaEngine:
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is not None:
             endpoint.close_tap()
+            self._refresh_taps()
         self._restore_output(endpoint_id)
 
     # ---------------------------------------------------------------- recording
@@ -526,6 +539,7 @@ class MediaEngine:
             raise BadCommand(f"cannot record to {command.path}: {exc}") from None
         for endpoint in taps:
             endpoint.open_tap()
+        self._refresh_taps()
         recording_id = next(self._ids)
         self._recordings[recording_id] = _Recording(
             recording_id, recorder, command.left, command.right
@@ -537,9 +551,12 @@ class MediaEngine:
         if recording is None:
             raise UnknownEndpoint(f"no recording {recording_id}")
         for endpoint_id in (recording.left, recording.right):
-            endpoint = self._endpoints.get(endpoint_id) if endpoint_id else None
+            if endpoint_id is None:
+                continue
+            endpoint = self._endpoints.get(endpoint_id)
             if endpoint is not None:
                 endpoint.close_tap()
+        self._refresh_taps()
         recorder = recording.recorder
         try:
             recorder.close()
@@ -555,7 +572,7 @@ class MediaEngine:
 
     def _on_tick(self, tick: int, deadline: float) -> None:
         when = deadline + self._clock_offset
-        heard = self._decode_taps()
+        heard = self._decode_taps() if self._tapped else {}
         if self._mixers:
             self._run_mixers(heard, when)
         if self._playbacks:
@@ -563,21 +580,28 @@ class MediaEngine:
         for recording in list(self._recordings.values()):
             try:
                 recording.recorder.write(
-                    heard.get(recording.left) if recording.left else None,
-                    heard.get(recording.right) if recording.right else None,
+                    None if recording.left is None else heard.get(recording.left),
+                    None if recording.right is None else heard.get(recording.right),
                 )
             except OSError:
                 logger.exception("recording %s failed", recording.recorder.path)
                 self._stop_recording(recording.recording_id)
         if tick % HOUSEKEEPING_TICKS == 0:
             self._housekeeping()
-        if self._endpoints:
-            self._send_reports(tick)
+            self._send_reports(tick // HOUSEKEEPING_TICKS)
+
+    def _refresh_taps(self) -> None:
+        """Remember which endpoints keep received audio (after mixer/recorder changes)."""
+        self._tapped = {
+            endpoint_id: endpoint
+            for endpoint_id, endpoint in self._endpoints.items()
+            if endpoint.tap_users
+        }
 
     def _decode_taps(self) -> dict[int, Samples]:
         """Every tapped endpoint's audio of this tick, decoded one batch per codec."""
         frames: dict[Codec, list[tuple[int, bytes]]] = {}
-        for endpoint_id, endpoint in self._endpoints.items():
+        for endpoint_id, endpoint in self._tapped.items():
             if endpoint.tap_users:
                 codes = endpoint.take_frame(SAMPLES_PER_FRAME)
                 if codes is not None:
@@ -590,6 +614,10 @@ class MediaEngine:
                 heard[endpoint_id] = decoded[row]
         return heard
 
+    # TODO: RFC 4733 events received by mixer members are reported but not forwarded
+    # to the other members (a conference with an IVR leg would need it).
+    # TODO: legs that only signal DTMF in band are not scanned (GoertzelDetector on the
+    # decoded taps would cost ~1 us per frame, PERFORMANCE.md 2.3).
     def _run_mixers(self, heard: dict[int, Samples], when: float) -> None:
         silence = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
         outgoing: dict[Codec, list[tuple[RtpEndpoint, Samples]]] = {}
@@ -622,15 +650,15 @@ class MediaEngine:
             if frame is None:
                 finished.append(endpoint_id)
             else:
-                endpoints[endpoint_id].send_frame(frame, when, len(frame))
+                endpoints[endpoint_id].send_frame(frame, when, SAMPLES_PER_FRAME)
         for endpoint_id in finished:
             self._finish_playback(endpoint_id, PlaybackEnd.COMPLETED)
 
-    def _send_reports(self, tick: int) -> None:
-        """RTCP every RTCP_INTERVAL_TICKS per endpoint, spread over the ticks."""
-        slot = tick % RTCP_INTERVAL_TICKS
+    def _send_reports(self, second: int) -> None:
+        """RTCP every RTCP_INTERVAL seconds per endpoint, a fifth of them each second."""
+        slot = second % RTCP_INTERVAL
         for endpoint_id, endpoint in self._endpoints.items():
-            if endpoint_id % RTCP_INTERVAL_TICKS == slot and endpoint.rtcp_remote:
+            if endpoint_id % RTCP_INTERVAL == slot and endpoint.rtcp_remote:
                 endpoint.send_rtcp(endpoint.rtcp_report())
 
     def _housekeeping(self) -> None:

@@ -44,6 +44,7 @@ SAMPLE_RATE: Final = 8000
 FRAME_SAMPLES: Final = 160
 FULL_SCALE: Final = 32767.0
 # Entries kept by default (decoded sources; frames are kept per source and codec).
+# TODO: the bound is in entries, not bytes: 256 one-hour music files would hold ~7 GB.
 DEFAULT_CACHE_ENTRIES: Final = 256
 # A tone without a duration and without a cadence (dial tone) plays this long.
 CONTINUOUS_TONE_MS: Final = 1000

@@ -32,6 +32,8 @@ CHANNELS: Final = 2
 SAMPLE_WIDTH: Final = 2  # 16-bit PCM
 FRAME_SAMPLES: Final = 160  # 20 ms
 # Ticks between flushes: 50 x 20 ms = one second.
+# TODO: flushes are not fsync-ed (see module docstring): a power cut can lose more
+# than a second; an fsync per second per call would cost 1000 syncs/s at scale.
 FLUSH_FRAMES: Final = 50
 # RIFF/WAVE canonical header (44 bytes): RIFF size at offset 4, data size at 40.
 WAVE_FORMAT_PCM: Final = 1

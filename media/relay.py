@@ -59,6 +59,11 @@ TRANSCODE_TABLES: Final[dict[tuple[Codec, Codec], bytes]] = {
 
 _REWRITE: Final = struct.Struct("!BHII")
 
+# TODO: RTCP is terminated per leg, not relayed end to end, so each phone's RTT figure
+# stops at the switch (RFC 3550 7.3 translators may forward it).
+# TODO: legs with different packetisation (ptime 20 vs 30 ms, RFC 4566 6) are relayed
+# packet for packet without repacketising; most phones cope, some strict trunks do not.
+
 
 class RelayPath:
     """One direction of a bridge: what ``source`` receives, ``sink`` sends.
@@ -67,17 +72,18 @@ class RelayPath:
     """
 
     __slots__ = (
+        "_pending",
         "audio_pt",
         "cn_pt",
         "destination",
         "event_pt",
         "octets",
         "packets",
-        "pending",
         "send_errors",
         "sendto",
         "seq_offset",
         "sink",
+        "slow",
         "source",
         "ssrc",
         "translate",
@@ -92,7 +98,8 @@ class RelayPath:
         self.ssrc = sink.out.ssrc
         self.seq_offset = 0
         self.ts_offset = 0
-        self.pending = True
+        self._pending = True
+        self.slow = True
         self.packets = 0
         self.octets = 0
         self.send_errors = 0
@@ -117,6 +124,32 @@ class RelayPath:
             sink.comfort_noise_pt if source.comfort_noise_pt is not None else None
         )
         self.destination = sink.remote
+        self.slow = self._pending or self.translate is not None
+
+    @property
+    def pending(self) -> bool:
+        """The next packet starts a new stretch of the sink's stream (restart)."""
+        return self._pending
+
+    @pending.setter
+    def pending(self, value: bool) -> None:
+        self._pending = value
+        # one flag for the receive loop: restart pending or payload to transcode
+        self.slow = value or self.translate is not None
+
+    def prepare(
+        self, second: int, seq: int, ts: int, now: float, start: int, end: int
+    ) -> int:
+        """The uncommon steps before the header rewrite; returns the marker bit.
+
+        Restarts the splice when pending and transcodes the payload in the receive
+        buffer (``bytes.translate`` through a 256-entry G.711 table).
+        """
+        marker = self.restart(seq, ts, now) if self._pending else second & MARKER_BIT
+        if self.translate is not None:
+            payload = RECEIVE_BUFFER[start:end]
+            RECEIVE_BUFFER[start:end] = payload.translate(self.translate)
+        return marker
 
     def restart(self, seq: int, ts: int, now: float) -> int:
         """Splice the source's numbering into the sink's stream at this packet.

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Mapping, Sequence
 from dataclasses import dataclass
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ E164_MAX_DIGITS = 15
 # Visual separators people write in numbers (RFC 3966 section 5.1.1 visual-separator).
 _VISUAL_SEPARATORS = re.compile(r"[\s\-.()]")
 _DIGITS = re.compile(r"[0-9]+")
+_DIALLED = re.compile(r"\+?[0-9]+")
 _PLAN_CLASSES = {"X": "[0-9]", "Z": "[1-9]", "N": "[2-9]"}
 
 
@@ -212,6 +213,8 @@ def to_e164(number: str, plan: NumberingPlan) -> str:
     :raises NumberError: not a phone number (letters, empty, too long).
     """
     text = _VISUAL_SEPARATORS.sub("", number)
+    if not _DIALLED.fullmatch(text):
+        raise NumberError(f"not a phone number: {number!r}")
     if text.startswith("+"):
         digits = text[1:]
     elif plan.international_prefix and text.startswith(plan.international_prefix):
@@ -226,8 +229,8 @@ def to_e164(number: str, plan: NumberingPlan) -> str:
         digits = text
     else:
         digits = plan.country_code + text
-    if not _DIGITS.fullmatch(digits):
-        raise NumberError(f"not a phone number: {number!r}")
+    if not digits or digits.startswith("0"):  # E.164: no country code starts with 0
+        raise NumberError(f"no country code in {number!r}")
     if len(digits) > E164_MAX_DIGITS:
         raise NumberError(f"longer than {E164_MAX_DIGITS} digits: {number!r}")
     return "+" + digits
@@ -413,7 +416,7 @@ class Dialplan:
         self,
         *,
         rules: Sequence[Rule],
-        users: Collection[str],
+        users: Container[str],
         trunks: Collection[str],
         numbering: Mapping[str, NumberingPlan] | None = None,
         trunk_available: Callable[[str], bool] = _always_available,

@@ -129,6 +129,7 @@ class Target:
     to: str
     destination: Address
     peer: str  # for events and logs: user name, trunk name, app
+    trunk: str | None = None  # the outbound trunk (its credentials answer 401/407)
 
 
 class Leg:
@@ -158,14 +159,19 @@ class Leg:
         self.state = LegState.TRYING
         self.dialog: Dialog | None = None
         self.invite: Request | None = None  # the dialog-creating INVITE
+        self.trunk: str | None = None  # outbound leg through this trunk
         self.session = LocalSession(address=media_host)
         self.endpoint_id: int | None = None
         self.rtp_port = 0
-        self.offer: SessionDescription | None = None  # the last offer WE sent
+        self.offer: SessionDescription | None = None  # our offer awaiting its answer
+        self.answer_sdp: SessionDescription | None = None  # our answer to its offer
+        self.ack: Request | None = None  # outbound: our ACK for the 2xx (re-sent)
+        self.awaiting_ack: int | None = None  # inbound: CSeq of a 2xx not yet ACKed
+        self.cancel_headers: tuple[tuple[str, str], ...] = ()
         self.media: NegotiatedMedia | None = None
         self.codecs: tuple[Codec, ...] = DEFAULT_CODECS
         self.held = False  # the peer put us on hold (its offer was not sendrecv)
-        self.reinvite_pending = False  # our own re-INVITE is outstanding (RFC 3261 14.1)
+        self.reinvite_pending = False  # our re-INVITE is outstanding (RFC 3261 14.1)
         self.got_provisional = False
         self.cancel_requested = False
         self.cancel_sent = False
@@ -190,7 +196,9 @@ class Leg:
 
     def set_state(self, state: LegState) -> None:
         if state is not self.state:
-            self.log.debug("leg %s %s -> %s", self.leg_id, self.state.value, state.value)
+            self.log.debug(
+                "leg %s %s -> %s", self.leg_id, self.state.value, state.value
+            )
             self.state = state
 
     def __repr__(self) -> str:

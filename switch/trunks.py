@@ -244,6 +244,17 @@ class Trunks:
         for trunk in self._trunks.values():
             if trunk.matches_source(host):
                 return trunk
+        return self.authenticate(request, now=now)
+
+    def authenticate(
+        self, request: Request, *, now: float | None = None
+    ) -> Trunk | None:
+        """The trunk whose inbound digest credentials ``request`` carries, if any.
+
+        For callers that must not trust the source address (the request came from a
+        registered phone's address, or carries credentials): only
+        ``Proxy-Authorization`` for a trunk's ``inbound_username`` counts.
+        """
         if self.digest_server is None:
             return None
         return self._identify_by_digest(request, self.clock() if now is None else now)
@@ -356,7 +367,11 @@ class Trunks:
     async def _register_loop(self, trunk: Trunk) -> None:
         failures = 0
         while True:
-            granted = await self.register(trunk.name)
+            try:
+                granted = await self.register(trunk.name)
+            except Exception:  # our bug must not end registration for good
+                logger.exception("trunk %s: REGISTER failed", trunk.name)
+                granted = 0
             if granted:
                 failures = 0
                 await asyncio.sleep(refresh_delay(granted))
@@ -417,6 +432,10 @@ class Trunks:
                 minimum = _min_expires(response)
                 if minimum is not None and minimum > asked:
                     asked = minimum
+                    if client is not None:  # the same nonce, the next nonce-count
+                        authorization = client.credentials_for(
+                            method="REGISTER", uri=str(uri)
+                        )
                     continue
             logger.warning(
                 "trunk %s: REGISTER refused %d %s", trunk.name, status, response.reason
@@ -535,7 +554,10 @@ class Trunks:
 
     async def _monitor_loop(self, trunk: Trunk) -> None:
         while True:
-            await self.probe(trunk.name)
+            try:
+                await self.probe(trunk.name)
+            except Exception:  # our bug must not end monitoring for good
+                logger.exception("trunk %s: OPTIONS probe failed", trunk.name)
             await asyncio.sleep(trunk.options_interval)
 
     async def probe(self, trunk_name: str) -> bool:

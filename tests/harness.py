@@ -244,7 +244,7 @@ def run_sipp(
     """Run one SIPp scenario from tests/sipp against 127.0.0.1:``port``, bounded."""
     sipp = require_tool("sipp")
     local_port = local_port or free_port()
-    media_port = free_port(pair=True)
+    media_port = free_range(4)[0]  # SIPp binds audio and video RTP/RTCP: 4 ports
     error_file = workdir / f"{Path(scenario).stem}-{local_port}-errors.log"
     cmd = [
         "timeout",

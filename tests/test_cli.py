@@ -116,6 +116,7 @@ COMMANDS = list(_commands(main))
 
 def test_the_command_tree() -> None:
     assert sorted(" ".join(path) for path, _ in COMMANDS) == [
+        "cdr",
         "config",
         "config check",
         "config show",

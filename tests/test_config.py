@@ -22,11 +22,14 @@ from ccswitch.config import (
     SECTIONS,
     Config,
     ConfigError,
+    DialplanRuleConfig,
+    LimitsConfig,
     LogConfig,
     RegistrarConfig,
     RtpConfig,
     SipConfig,
     StoreConfig,
+    TrunkConfig,
     UserConfig,
     apply_overrides,
     check_value,
@@ -228,7 +231,7 @@ ERRORS = [
     pytest.param(
         "[bogus]\nx = 1\n",
         "t.toml: bogus: unknown section; "
-        "expected one of: sip, registrar, rtp, store, log, users",
+        "expected one of: sip, registrar, rtp, store, log, limits, trunks, dialplan, users",
         id="unknown-section-no-guess",
     ),
     pytest.param(
@@ -951,3 +954,378 @@ def test_render_hides_secrets() -> None:
     assert "# ha1_md5 = (hidden)" in rendered
     assert "# ha1_sha256 = (hidden)" in rendered
     assert rendered.startswith("# Effective configuration from t.toml.\n")
+
+
+# --- trunks, dialplan, limits (issue 4) ----------------------------------------------
+
+TRUNK = '[[trunks]]\nname = "demo"\nhost = "127.0.0.1"\n'
+
+
+def test_new_sections_default_to_nothing() -> None:
+    config = parse(MINIMAL)
+    assert config.limits == LimitsConfig(
+        max_calls=0, max_call_duration=14400.0, retry_after=30, ring_timeout=60.0
+    )
+    assert config.trunks == ()
+    assert config.dialplan == ()
+
+
+def test_trunks_dialplan_and_limits_written_out() -> None:
+    text = (
+        MINIMAL
+        + USER
+        + """
+[limits]
+max_calls = 200
+max_call_duration = 3600
+retry_after = 60
+ring_timeout = 25.5
+
+[[trunks]]
+name = "carrier"
+host = "sip.carrier.example"
+port = 5080
+transport = "tls"
+inbound_sources = ["203.0.113.0/24", "2001:db8::1", "198.51.100.7/32"]
+inbound_username = "carrier-in"
+inbound_password = "in-secret"
+register = true
+username = "acct"
+password = "secret"
+domain = "carrier.example"
+expires = 600
+options_interval = 15
+options_failures = 5
+max_calls = 30
+country_code = "7"
+national_prefix = "8"
+international_prefix = "810"
+number_format = "national"
+latching = true
+
+[[dialplan]]
+pattern = "_9X."
+to = "trunk:carrier"
+from = "users"
+strip = 1
+prepend = "+"
+
+[[dialplan]]
+pattern = "601"
+to = "app:tone"
+args = { frequency = 1000, seconds = 5.5, prompt = "demo-tone" }
+
+[[dialplan]]
+pattern = "re:^0$"
+to = "user:1001"
+"""
+    )
+    config = parse(text)
+    assert config.limits == LimitsConfig(
+        max_calls=200, max_call_duration=3600.0, retry_after=60, ring_timeout=25.5
+    )
+    assert config.trunks == (
+        TrunkConfig(
+            name="carrier",
+            host="sip.carrier.example",
+            port=5080,
+            transport="TLS",
+            inbound_sources=("203.0.113.0/24", "2001:db8::1/128", "198.51.100.7/32"),
+            inbound_username="carrier-in",
+            inbound_password="in-secret",
+            register=True,
+            username="acct",
+            password="secret",
+            domain="carrier.example",
+            expires=600,
+            options_interval=15.0,
+            options_failures=5,
+            max_calls=30,
+            country_code="7",
+            national_prefix="8",
+            international_prefix="810",
+            number_format="national",
+            latching=True,
+        ),
+    )
+    assert config.trunks[0].numbering.number_format == "national"
+    assert config.dialplan == (
+        DialplanRuleConfig(
+            pattern="_9X.", to="trunk:carrier", from_="users", strip=1, prepend="+"
+        ),
+        DialplanRuleConfig(
+            pattern="601",
+            to="app:tone",
+            args=(("frequency", "1000"), ("seconds", "5.5"), ("prompt", "demo-tone")),
+        ),
+        DialplanRuleConfig(pattern="re:^0$", to="user:1001"),
+    )
+    rendered = render_config(config)
+    assert 'inbound_sources = ["203.0.113.0/24", "2001:db8::1/128",' in rendered
+    assert 'args = { frequency = "1000", seconds = "5.5", prompt = "demo-tone" }' in (
+        rendered
+    )
+    assert "# inbound_password = (hidden)" in rendered
+    assert "in-secret" not in rendered and '"secret"' not in rendered
+
+
+def test_trunk_defaults() -> None:
+    [trunk] = parse(MINIMAL + TRUNK).trunks
+    assert trunk == TrunkConfig(name="demo", host="127.0.0.1")
+    assert (trunk.port, trunk.transport, trunk.options_interval) == (5060, "UDP", 60.0)
+    assert trunk.number_format == "as-dialled" and not trunk.latching
+
+
+def test_render_round_trips_trunks_and_dialplan() -> None:
+    text = (
+        MINIMAL
+        + TRUNK
+        + 'inbound_sources = ["10.0.0.0/8"]\n'
+        + '[[dialplan]]\npattern = "_9."\nto = "trunk:demo"\n'
+        + '[[dialplan]]\npattern = "7"\nto = "app:x"\nargs = { a = "b" }\n'
+        + "[limits]\nmax_calls = 5\n"
+    )
+    config = parse(text)
+    assert parse_config(render_config(config), source=SOURCE) == config
+
+
+def test_demo_dialplan_and_trunk() -> None:
+    config = load_config(None)
+    [trunk] = config.trunks
+    assert (trunk.name, trunk.host, trunk.inbound_sources) == (
+        "demo",
+        "127.0.0.1",
+        ("127.0.0.1/32",),
+    )
+    assert not trunk.register and trunk.inbound_username is None
+    assert [(rule.pattern, rule.to) for rule in config.dialplan] == [
+        ("re:10(0[1-9]|10)", "user"),
+        ("600", "app:echo"),
+        ("601", "app:tone"),
+        ("4000", "ivr:demo"),
+        ("4001", "queue:support"),
+        ("4002", "queue:sales"),
+        ("_9X.", "trunk:demo"),
+    ]
+    assert config.dialplan[2].args == (
+        ("frequency", "1000"),
+        ("seconds", "5"),
+        ("prompt", "demo-tone"),
+    )
+    assert config.dialplan[-1].strip == 1
+    assert not any(user.allow_outbound for user in config.users)
+
+
+NEW_ERRORS = [
+    # [limits]
+    pytest.param(
+        MINIMAL + "[limits]\nmax_calls = -1\n",
+        "t.toml: limits.max_calls: must be at least 0, got -1",
+        id="limits-negative-calls",
+    ),
+    pytest.param(
+        MINIMAL + "[limits]\nretry_after = 0\n",
+        "t.toml: limits.retry_after: must be between 1 and 86400, got 0",
+        id="limits-retry-after",
+    ),
+    pytest.param(
+        MINIMAL + "[limits]\nmax_call_duration = -5\n",
+        "t.toml: limits.max_call_duration: must not be negative, got -5",
+        id="limits-duration",
+    ),
+    pytest.param(
+        MINIMAL + "[limits]\nring_timeout = 0\n",
+        "t.toml: limits.ring_timeout: must be greater than 0, got 0",
+        id="limits-ring-timeout-zero",
+    ),
+    pytest.param(
+        MINIMAL + '[limits]\nring_timeout = "60"\n',
+        't.toml: limits.ring_timeout: expected a number, got string "60"',
+        id="limits-ring-timeout-string",
+    ),
+    pytest.param(
+        MINIMAL + "[limits]\nmax_cals = 5\n",
+        't.toml: limits.max_cals: unknown key; did you mean "max_calls"?',
+        id="limits-unknown-key",
+    ),
+    # [[trunks]]
+    pytest.param(
+        MINIMAL + '[[trunks]]\nname = "x"\n',
+        "t.toml: trunks[1].host: required key is missing",
+        id="trunk-no-host",
+    ),
+    pytest.param(
+        MINIMAL + '[[trunks]]\nname = "a b"\nhost = "h"\n',
+        't.toml: trunks[1].name: "a b" is not a valid name (letters, digits and _.-)',
+        id="trunk-bad-name",
+    ),
+    pytest.param(
+        MINIMAL + '[[trunks]]\nname = "t"\nhost = "999.1.1.1"\n',
+        't.toml: trunks[1].host: "999.1.1.1" is not an IPv4 address',
+        id="trunk-bad-host",
+    ),
+    pytest.param(
+        MINIMAL + '[[trunks]]\nname = "t"\nhost = "[::g]"\n',
+        't.toml: trunks[1].host: "[::g]" is not an IPv6 address',
+        id="trunk-bad-ipv6",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + "port = 0\n",
+        "t.toml: trunks[1].port: port 0 is out of range 1-65535",
+        id="trunk-port",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + 'transport = "sctp"\n',
+        't.toml: trunks[1].transport: "sctp" is not a transport '
+        "(expected one of UDP, TCP, TLS)",
+        id="trunk-transport",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + 'inbound_sources = "127.0.0.1"\n',
+        't.toml: trunks[1].inbound_sources: expected an array of strings, got string "127.0.0.1"',
+        id="trunk-sources-not-array",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + 'inbound_sources = ["10.0.0.1", 5]\n',
+        "t.toml: trunks[1].inbound_sources: expected an array of strings, "
+        "got an array with integer 5",
+        id="trunk-sources-mixed",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + 'inbound_sources = ["10.0.0.1/8"]\n',
+        't.toml: trunks[1].inbound_sources: "10.0.0.1/8" has host bits set; '
+        'did you mean "10.0.0.0/8"?',
+        id="trunk-sources-host-bits",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + 'inbound_sources = ["carrier"]\n',
+        't.toml: trunks[1].inbound_sources: "carrier" is not an IP address or CIDR '
+        'block (e.g. "10.0.0.0/8")',
+        id="trunk-sources-garbage",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + "register = true\n",
+        "t.toml: trunks[1].username: required when register = true",
+        id="trunk-register-no-username",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + 'register = true\nusername = "u"\n',
+        "t.toml: trunks[1].password: required when register = true",
+        id="trunk-register-no-password",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + 'inbound_username = "in"\n',
+        "t.toml: trunks[1].inbound_password: missing; inbound_username and "
+        "inbound_password are given together",
+        id="trunk-inbound-no-password",
+    ),
+    pytest.param(
+        MINIMAL + USER + TRUNK + 'inbound_username = "1001"\ninbound_password = "p"\n',
+        't.toml: trunks[1].inbound_username: "1001" is also a user name; inbound '
+        "trunk credentials must not be a user's",
+        id="trunk-inbound-is-user",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + 'country_code = "+7"\n',
+        't.toml: trunks[1].country_code: must be digits only, got "+7"',
+        id="trunk-country-code",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + 'number_format = "E164"\n',
+        't.toml: trunks[1].number_format: "E164" is not a number format '
+        "(expected one of e164, digits, national, as-dialled)",
+        id="trunk-number-format",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + 'number_format = "national"\ncountry_code = "7"\n',
+        't.toml: trunks[1].number_format: "national" needs country_code and '
+        "international_prefix",
+        id="trunk-national-incomplete",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + "options_failures = 0\n",
+        "t.toml: trunks[1].options_failures: must be at least 1, got 0",
+        id="trunk-options-failures",
+    ),
+    pytest.param(
+        MINIMAL + TRUNK + TRUNK,
+        't.toml: trunks[2].name: duplicate trunk "demo" (first in trunks[1])',
+        id="trunk-duplicate",
+    ),
+    # [[dialplan]]
+    pytest.param(
+        MINIMAL + '[[dialplan]]\nto = "app:echo"\n',
+        "t.toml: dialplan[1].pattern: required key is missing",
+        id="dialplan-no-pattern",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "_9.X"\nto = "app:echo"\n',
+        "t.toml: dialplan[1].pattern: '.' is only allowed at the end of a pattern",
+        id="dialplan-bad-pattern",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "re:(("\nto = "app:echo"\n',
+        "t.toml: dialplan[1].pattern: bad regular expression: missing ), "
+        "unterminated subpattern at position 1",
+        id="dialplan-bad-regex",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "phone:1"\n',
+        "t.toml: dialplan[1].to: destination 'phone:1' must start with one of "
+        "user:, trunk:, app:, ivr:, queue:",
+        id="dialplan-bad-destination",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "trunk:nope"\n',
+        't.toml: dialplan[1].to: unknown trunk "nope"',
+        id="dialplan-unknown-trunk",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "user:bob"\n',
+        't.toml: dialplan[1].to: unknown user "bob"',
+        id="dialplan-unknown-user",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "user"\nfrom = "all"\n',
+        't.toml: dialplan[1].from: "all" is not a caller class '
+        "(expected one of any, users, trunks)",
+        id="dialplan-from",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "user"\nstrip = -1\n',
+        "t.toml: dialplan[1].strip: must be at least 0, got -1",
+        id="dialplan-strip",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "user"\nprepend = "a"\n',
+        't.toml: dialplan[1].prepend: must be digits, +, * or #, got "a"',
+        id="dialplan-prepend",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "user"\nargs = { a = "b" }\n',
+        't.toml: dialplan[1].args: only app: destinations take args (to is "user")',
+        id="dialplan-args-not-app",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "app:x"\nargs = "a=b"\n',
+        't.toml: dialplan[1].args: expected a table, got string "a=b"',
+        id="dialplan-args-not-table",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "app:x"\nargs = { a = true }\n',
+        "t.toml: dialplan[1].args: argument a must be a string or a number, "
+        "got boolean true",
+        id="dialplan-args-bool",
+    ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "app:x"\nargs = { "a b" = 1 }\n',
+        't.toml: dialplan[1].args: argument name "a b" is not valid '
+        "(letters, digits and _.-)",
+        id="dialplan-args-name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), NEW_ERRORS)
+def test_new_section_error_messages(text: str, message: str) -> None:
+    assert error_of(text) == message

@@ -445,3 +445,15 @@ async def test_tap_keeps_a_bounded_backlog(h: Harness) -> None:
 def test_header_layout_assumption() -> None:
     # the receive path reads V/P/X/CC as one octet: a plain packet starts with 0x80
     assert struct.unpack_from("!B", GOOD)[0] == 0x80
+
+
+async def test_sender_restart_is_not_counted_as_loss(h: Harness) -> None:
+    a, pa, _b, pb = h.bridged()
+    for seq in (100, 101, 103):  # 102 lost
+        pa.send(a.rtp_port, rtp(seq))
+    for seq in (30000, 30001, 30002):  # a big jump, confirmed by the next packet
+        pa.send(a.rtp_port, rtp(seq))
+    await eventually(lambda: len(pb.drain()) == 6)
+    stats = h.engine.stats(a.endpoint_id)
+    assert stats.packets_in == 6
+    assert stats.lost == 1

@@ -198,6 +198,7 @@ async def test_unknown_ids_are_reported(engine: MediaEngine) -> None:
         SetCodec(endpoint_id=99),
         SetLatching(endpoint_id=99, enabled=True),
         Connect(endpoint_a=99, endpoint_b=98),
+        Disconnect(endpoint_id=99),
         Play(endpoint_id=99, items=(Silence(duration_ms=20),)),
         StopPlay(endpoint_id=99),
         StopRecord(recording_id=99),

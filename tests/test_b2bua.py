@@ -1,0 +1,900 @@
+"""The B2BUA's call logic against a fake stack and a fake media engine.
+
+The fake stack records every response and request and lets the test answer each
+outbound request; the fake engine hands out endpoints and counts commands. No
+sockets, no timers beyond the event loop's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from media.commands import (
+    CloseEndpoint,
+    Connect,
+    CreateEndpoint,
+    Done,
+    EndpointCreated,
+    EndpointStats,
+    GetStats,
+)
+from switch.b2bua import B2bua, Limits
+from switch.call import best_status, called_number, ordered_codecs
+from switch.dialplan import Caller, Dialplan, Rule
+from switch.events import ANY, new_bus
+from switch.leg import cause_for_status, reason_cause
+from switch.sip.auth import DigestClient, DigestServer
+from switch.sip.message import Request, Response, make_response, parse_message
+from switch.sip.timers import Timers
+from switch.sip.transaction import TransactionLayer
+from switch.stack import RequestTimeout
+from switch.transport import Address
+from switch.users import Authenticator, User, UserDirectory
+
+TRUNK: Address = ("UDP", "192.0.2.1", 5060)
+PHONE_A: Address = ("UDP", "127.0.0.1", 40001)
+PHONE_B: Address = ("UDP", "127.0.0.1", 40002)
+
+OFFER = (
+    "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    "m=audio 30000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+    "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"
+)
+
+
+def answer_sdp(port: int = 32000, codec: str = "8 PCMA") -> str:
+    pt, name = codec.split()
+    return (
+        "v=0\r\no=- 2 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {port} RTP/AVP {pt}\r\na=rtpmap:{pt} {name}/8000\r\n"
+    )
+
+
+def invite(
+    number: str = "1002", *, body: str = OFFER, branch: str = "z9hG4bK1"
+) -> Request:
+    text = (
+        f"INVITE sip:{number}@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.1:5060;branch={branch}\r\n"
+        "From: <sip:+74951234567@192.0.2.1>;tag=caller\r\n"
+        f"To: <sip:{number}@127.0.0.1>\r\n"
+        "Call-ID: inbound-1\r\nCSeq: 1 INVITE\r\n"
+        "Contact: <sip:carrier@192.0.2.1:5060>\r\n"
+        "Content-Type: application/sdp\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    message = parse_message(text.encode())
+    assert isinstance(message, Request)
+    return message
+
+
+@dataclass
+class Sent:
+    request: Request
+    destination: Address
+    future: asyncio.Future[Response]
+    on_provisional: Callable[[Response], None] | None
+
+
+@dataclass
+class FakeStack:
+    """Records responses and requests; the test resolves each request's future."""
+
+    layer: TransactionLayer = field(
+        default_factory=lambda: TransactionLayer(timers=Timers())
+    )
+    handlers: dict[str, object] = field(default_factory=dict)
+    responses: list[Response] = field(default_factory=list)
+    sent: list[Sent] = field(default_factory=list)
+    acks: list[Request] = field(default_factory=list)
+    on_late_2xx: object = None
+    _branches: itertools.count[int] = field(default_factory=itertools.count)
+
+    def local_address(self, transport: str = "UDP") -> tuple[str, int]:
+        return ("127.0.0.1", 5060)
+
+    def respond(self, request: Request, response: Response, **_: object) -> None:
+        self.responses.append(response)
+
+    async def request(
+        self,
+        request: Request,
+        destination: Address,
+        *,
+        on_provisional: Callable[[Response], None] | None = None,
+        add_via: bool = True,
+    ) -> Response:
+        if add_via:
+            branch = f"z9hG4bKout{next(self._branches)}"
+            request.headers.add("Via", f"SIP/2.0/UDP 127.0.0.1:5060;branch={branch}")
+            # keep Via first
+            lines = list(request.headers)
+            request.headers = type(request.headers)([lines[-1], *lines[:-1]])
+        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        self.sent.append(Sent(request, destination, future, on_provisional))
+        return await future
+
+    def send_ack(self, ack: Request, destination: Address) -> None:
+        self.acks.append(ack)
+
+    def statuses(self) -> list[int]:
+        return [response.status for response in self.responses]
+
+    def by_method(self, method: str) -> list[Sent]:
+        return [sent for sent in self.sent if sent.request.method == method]
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.ids = itertools.count(1)
+        self.commands: list[object] = []
+        self.open: set[int] = set()
+
+    def execute(self, command: object) -> object:
+        self.commands.append(command)
+        if isinstance(command, CreateEndpoint):
+            endpoint_id = next(self.ids)
+            self.open.add(endpoint_id)
+            port = 20000 + 2 * endpoint_id
+            return EndpointCreated(
+                endpoint_id=endpoint_id,
+                host="127.0.0.1",
+                rtp_port=port,
+                rtcp_port=port + 1,
+            )
+        if isinstance(command, CloseEndpoint):
+            self.open.discard(command.endpoint_id)
+        if isinstance(command, GetStats):
+            return EndpointStats(
+                endpoint_id=command.endpoint_id,
+                packets_in=10,
+                bytes_in=1600,
+                packets_out=10,
+                bytes_out=1600,
+                lost=1,
+                jitter_ms=2.0,
+                round_trip_ms=None,
+                mos=4.3,
+                ssrcs_heard=1,
+                ssrc_in=1,
+                ssrc_out=2,
+                remote=None,
+                latched=False,
+                rtcp_in=0,
+                rtcp_out=0,
+                dtmf_events=0,
+            )
+        return Done()
+
+
+@dataclass
+class FakeBinding:
+    contact: str
+    source: Address
+    reachable: bool = True
+
+
+class FakeRegistrar:
+    def __init__(self, bindings: dict[str, list[FakeBinding]]) -> None:
+        self.bindings = bindings
+
+    def lookup(self, user: str) -> list[FakeBinding]:
+        return self.bindings.get(user, [])
+
+    def all_bindings(self) -> list[FakeBinding]:
+        return [b for bindings in self.bindings.values() for b in bindings]
+
+
+class FakeTrunks:
+    def identify(self, request: Request, source: Address) -> object | None:
+        return "demo" if source[1] == TRUNK[1] else None
+
+    def destination(self, name: str) -> tuple[Address, object]:
+        return TRUNK, name
+
+    def request_uri(self, name: str, number: str) -> str:
+        return f"sip:{number}@192.0.2.1"
+
+    def acquire(self, name: str) -> bool:
+        return True
+
+    def release(self, name: str) -> None:
+        pass
+
+    def credentials(self, name: str) -> DigestClient | None:
+        return DigestClient(username="acct", password="secret")
+
+
+@dataclass
+class World:
+    b2bua: B2bua
+    stack: FakeStack
+    engine: FakeEngine
+    events: list[object]
+
+
+def make_world(
+    bindings: dict[str, list[FakeBinding]] | None = None,
+    *,
+    limits: Limits | None = None,
+) -> World:
+    stack = FakeStack()
+    engine = FakeEngine()
+    users = UserDirectory(
+        [
+            User.from_password(name=n, realm="test", password="pw")
+            for n in ("1001", "1002")
+        ]
+    )
+    authenticator = Authenticator(
+        directory=users, server=DigestServer(realm="test", secret=b"k" * 32)
+    )
+    dialplan = Dialplan(
+        rules=[
+            Rule(pattern="re:100[0-9]", to="user"),
+            Rule(pattern="_9X.", to="trunk:demo", strip=1),
+        ],
+        users=users,
+        trunks=["demo"],
+    )
+    bus = new_bus()
+    events: list[object] = []
+    bus.on(ANY, events.append)
+    b2bua = B2bua(
+        stack=stack,  # type: ignore[arg-type]
+        engine=engine,  # type: ignore[arg-type]
+        registrar=FakeRegistrar(bindings or {}),  # type: ignore[arg-type]
+        authenticator=authenticator,
+        dialplan=dialplan,
+        trunks=FakeTrunks(),  # type: ignore[arg-type]
+        bus=bus,
+        limits=limits or Limits(),
+    )
+    b2bua.install()
+    return World(b2bua, stack, engine, events)
+
+
+def reply(sent: Sent, status: int, *, tag: str = "callee", body: str = "") -> Response:
+    response = make_response(sent.request, status, to_tag=tag)
+    if status < 300 and status > 100:
+        response.headers.add("Contact", "<sip:callee@127.0.0.1:40002>")
+    if body:
+        response.headers.add("Content-Type", "application/sdp")
+        response.body = body.encode()
+    return response
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def names(world: World) -> list[str]:
+    return [type(event).__name__ for event in world.events]
+
+
+# -- pure helpers -------------------------------------------------------------------
+
+
+def test_best_status_prefers_6xx_then_busy_then_lowest() -> None:
+    assert best_status([480, 603, 486]) == 603
+    assert best_status([480, 486]) == 486
+    assert best_status([487, 404, 500]) == 404
+    assert best_status([487, 408]) == 408
+    assert best_status([487]) == 480
+
+
+def test_causes_follow_rfc_3398_and_reason_header() -> None:
+    assert cause_for_status(486) == 17
+    assert cause_for_status(404) == 1
+    assert cause_for_status(200) == 16
+    assert cause_for_status(499) == 31
+    bye = invite()
+    bye.headers.add("Reason", 'Q.850;cause=34;text="no circuit"')
+    assert reason_cause(bye) == 34
+
+
+def test_codec_order_and_called_number() -> None:
+    assert [c.name for c in ordered_codecs("PCMA")][:2] == ["PCMA", "PCMU"]
+    assert [c.name for c in ordered_codecs(None)][:2] == ["PCMU", "PCMA"]
+    assert called_number("sip:600@example.com") == "600"
+    assert called_number("tel:+74951234567") == "+74951234567"
+    assert called_number("garbage") == ""
+
+
+# -- call set-up ----------------------------------------------------------------------
+
+
+async def test_unknown_source_is_challenged_never_routed() -> None:
+    world = make_world()
+    response = world.b2bua.handle_invite(invite("1002"), ("UDP", "198.51.100.7", 5060))
+    assert isinstance(response, Response) and response.status == 407
+    assert world.stack.sent == []
+
+
+async def test_trunk_calling_out_is_refused_403() -> None:
+    world = make_world()
+    response = world.b2bua.handle_invite(invite("94951234567"), TRUNK)
+    assert isinstance(response, Response) and response.status == 403
+    assert "CallRejected" in names(world) and world.stack.sent == []
+
+
+async def test_unknown_number_404() -> None:
+    world = make_world()
+    response = world.b2bua.handle_invite(invite("5555"), TRUNK)
+    assert isinstance(response, Response) and response.status == 404
+
+
+async def test_full_switch_503_with_retry_after() -> None:
+    bindings = {"1002": [FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B)]}
+    world = make_world(bindings, limits=Limits(max_calls=1, retry_after=7))
+    assert world.b2bua.handle_invite(invite("1002"), TRUNK) is None
+    refused = world.b2bua.handle_invite(invite("1002", branch="z9hG4bK2"), TRUNK)
+    assert isinstance(refused, Response) and refused.status == 503
+    assert refused.headers.get("Retry-After") == "7"
+    assert len(world.b2bua.calls) == 1
+    await settle()
+    await world.b2bua.stop()
+    assert world.b2bua.calls == {}
+
+
+async def test_fork_first_answer_wins_other_cancelled_and_call_bridged() -> None:
+    bindings = {
+        "1002": [
+            FakeBinding("sip:1002@127.0.0.1:40001", PHONE_A),
+            FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B),
+        ]
+    }
+    world = make_world(bindings)
+    assert world.b2bua.handle_invite(invite("1002"), TRUNK) is None
+    await settle()
+    first, second = world.stack.by_method("INVITE")
+    assert first.request.call_id != second.request.call_id != "inbound-1"
+    assert first.on_provisional is not None and second.on_provisional is not None
+    first.on_provisional(reply(first, 180, tag="a"))
+    second.on_provisional(reply(second, 180, tag="b"))
+    assert world.stack.statuses() == [180]  # relayed once
+    second.future.set_result(reply(second, 200, tag="b", body=answer_sdp()))
+    await settle()
+    assert world.stack.statuses() == [180, 200]
+    assert len(world.stack.acks) == 1
+    cancels = world.stack.by_method("CANCEL")
+    assert [c.request.call_id for c in cancels] == [first.request.call_id]
+    assert any(isinstance(c, Connect) for c in world.engine.commands)
+    assert "CallBridged" in names(world)
+    # PCMU caller, PCMA callee: the engine is told both codecs (it transcodes).
+    codecs = {c.codec.value for c in world.engine.commands if hasattr(c, "codec")}
+    assert codecs == {"PCMU", "PCMA"}
+    # the losing fork's 487 changes nothing
+    first.future.set_result(reply(first, 487, tag="a"))
+    await settle()
+    assert world.stack.statuses() == [180, 200]
+
+
+async def test_busy_passed_back_and_media_released() -> None:
+    bindings = {"1002": [FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B)]}
+    world = make_world(bindings)
+    world.b2bua.handle_invite(invite("1002"), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    sent.future.set_result(reply(sent, 486))
+    await settle()
+    assert world.stack.statuses() == [486]
+    assert world.engine.open == set()
+    assert world.b2bua.calls == {}
+    assert names(world)[-1] == "CallEnded"
+
+
+async def test_timeout_of_the_only_fork_gives_408() -> None:
+    bindings = {"1002": [FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B)]}
+    world = make_world(bindings)
+    world.b2bua.handle_invite(invite("1002"), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    sent.future.set_exception(RequestTimeout("B"))
+    await settle()
+    assert world.stack.statuses() == [408]
+
+
+async def test_ring_timeout_cancels_and_gives_480() -> None:
+    bindings = {"1002": [FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B)]}
+    world = make_world(bindings, limits=Limits(ring_timeout=0.05))
+    world.b2bua.handle_invite(invite("1002"), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    assert sent.on_provisional is not None
+    sent.on_provisional(reply(sent, 180))
+    await asyncio.sleep(0.1)
+    await settle()
+    assert world.stack.statuses() == [180, 480]
+    assert len(world.stack.by_method("CANCEL")) == 1
+
+
+async def test_cancel_propagates_and_crossing_2xx_is_acked_and_byed() -> None:
+    bindings = {"1002": [FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B)]}
+    world = make_world(bindings)
+    request = invite("1002")
+    world.b2bua.handle_invite(request, TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    assert sent.on_provisional is not None
+    sent.on_provisional(reply(sent, 180))
+    cancel = parse_message(
+        request.to_bytes()
+        .replace(b"INVITE sip", b"CANCEL sip")
+        .replace(b"CSeq: 1 INVITE", b"CSeq: 1 CANCEL")
+    )
+    assert isinstance(cancel, Request)
+    assert world.b2bua.handle_cancel(cancel, TRUNK) is None
+    assert world.stack.statuses() == [180, 200, 487]
+    await settle()
+    assert len(world.stack.by_method("CANCEL")) == 1
+    # the callee's 200 crossed our CANCEL: ACK it, then BYE
+    sent.future.set_result(reply(sent, 200, body=answer_sdp()))
+    await settle()
+    assert len(world.stack.acks) == 1
+    assert len(world.stack.by_method("BYE")) == 1
+
+
+async def test_bye_from_callee_ends_both_legs_with_events() -> None:
+    bindings = {"1002": [FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B)]}
+    world = make_world(bindings)
+    world.b2bua.handle_invite(invite("1002"), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    sent.future.set_result(reply(sent, 200, body=answer_sdp()))
+    await settle()
+    outbound = sent.request
+    bye_text = (
+        f"BYE sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:40002;branch=z9hG4bKbye\r\n"
+        f"From: <sip:1002@127.0.0.1>;tag=callee\r\nTo: {outbound.headers.get('From')}\r\n"
+        f"Call-ID: {outbound.call_id}\r\nCSeq: 5 BYE\r\nContent-Length: 0\r\n\r\n"
+    )
+    bye = parse_message(bye_text.encode())
+    assert isinstance(bye, Request)
+    assert world.b2bua.handle_bye(bye, PHONE_B) is None
+    await settle()
+    assert world.stack.statuses()[-1] == 200
+    assert len(world.stack.by_method("BYE")) == 1  # to the caller
+    assert world.engine.open == set()
+    ended = [e for e in world.events if type(e).__name__ == "CallEnded"]
+    assert len(ended) == 1 and ended[0].hangup_by == "callee"  # type: ignore[attr-defined]
+    legs = [e for e in world.events if type(e).__name__ == "LegEnded"]
+    assert len(legs) == 2 and all(e.mos == 4.3 for e in legs)  # type: ignore[attr-defined]
+
+
+async def test_in_dialog_requests_for_unknown_dialogs_get_481() -> None:
+    world = make_world()
+    text = (
+        "BYE sip:ccswitch@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\n"
+        "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: nope\r\n"
+        "CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n"
+    )
+    bye = parse_message(text.encode())
+    assert isinstance(bye, Request)
+    response = world.b2bua.handle_bye(bye, TRUNK)
+    assert isinstance(response, Response) and response.status == 481
+
+
+def test_caller_dataclass_is_the_dialplans() -> None:
+    caller = Caller(kind="trunk", name="demo", number="1", allow_outbound=False)
+    assert caller.kind == "trunk"
+
+
+@pytest.mark.parametrize("status", [486, 603])
+async def test_failures_reach_the_caller(status: int) -> None:
+    bindings = {"1002": [FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B)]}
+    world = make_world(bindings)
+    world.b2bua.handle_invite(invite("1002"), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    sent.future.set_result(reply(sent, status))
+    await settle()
+    assert world.stack.statuses() == [status]
+
+
+# -- helpers for established calls -------------------------------------------------
+
+ONE_BINDING = {"1002": [FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B)]}
+
+
+def from_caller(
+    world: World,
+    method: str,
+    cseq: int,
+    *,
+    body: str = "",
+    extra: str = "",
+    branch: str = "z9hG4bKin",
+) -> Request:
+    """An in-dialog request from the caller (the trunk) to our inbound leg."""
+    to_tag = next(r.to.tag for r in world.stack.responses if r.to.tag)
+    content = "Content-Type: application/sdp\r\n" if body else ""
+    text = (
+        f"{method} sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 192.0.2.1:5060;branch={branch}{cseq}\r\n"
+        "From: <sip:+74951234567@192.0.2.1>;tag=caller\r\n"
+        f"To: <sip:1002@127.0.0.1>;tag={to_tag}\r\n"
+        f"Call-ID: inbound-1\r\nCSeq: {cseq} {method}\r\n"
+        "Contact: <sip:carrier@192.0.2.1:5060>\r\n"
+        f"{extra}{content}Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    message = parse_message(text.encode())
+    assert isinstance(message, Request)
+    return message
+
+
+def from_callee(
+    world: World, outbound: Request, method: str, cseq: int, *, body: str = ""
+) -> Request:
+    """An in-dialog request from the callee to our outbound leg."""
+    content = "Content-Type: application/sdp\r\n" if body else ""
+    text = (
+        f"{method} sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:40002;branch=z9hG4bKcallee{cseq}\r\n"
+        f"From: <sip:1002@127.0.0.1>;tag=callee\r\nTo: {outbound.headers.get('From')}\r\n"
+        f"Call-ID: {outbound.call_id}\r\nCSeq: {cseq} {method}\r\n"
+        "Contact: <sip:callee@127.0.0.1:40002>\r\n"
+        f"{content}Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    message = parse_message(text.encode())
+    assert isinstance(message, Request)
+    return message
+
+
+async def established(world: World, request: Request | None = None) -> Sent:
+    """A trunk call to 1002, answered by the callee and ACKed by the caller."""
+    assert world.b2bua.handle_invite(request or invite("1002"), TRUNK) is None
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    sent.future.set_result(reply(sent, 200, body=answer_sdp()))
+    await settle()
+    assert world.stack.statuses()[-1] == 200
+    return sent
+
+
+HOLD_OFFER = OFFER.replace("o=- 1 1", "o=- 1 2") + "a=sendonly\r\n"
+
+
+def set_codecs(world: World) -> list[tuple[int, str]]:
+    return [
+        (c.endpoint_id, c.codec.value)
+        for c in world.engine.commands
+        if type(c).__name__ == "SetCodec"
+    ]
+
+
+# -- item 1: delayed offer, UPDATE, early media, BYE before ACK, re-INVITE outcomes --
+
+
+async def test_delayed_offer_our_offer_in_200_answer_in_ack() -> None:
+    world = make_world(ONE_BINDING)
+    await established(world, invite("1002", body=""))
+    ok = world.stack.responses[-1]
+    # RFC 3264 section 5: no offer in the INVITE, so the 200 carries ours, the
+    # callee's codec (PCMA) first.
+    assert ok.headers.get("Content-Type") == "application/sdp"
+    assert b"m=audio 20002 RTP/AVP 8 0 101" in ok.body
+    inbound = world.b2bua.calls[next(iter(world.b2bua.calls))].inbound
+    assert inbound.media is None and inbound.awaiting_ack == 1
+    ack = from_caller(world, "ACK", 1, body=answer_sdp(40000, "8 PCMA"))
+    world.b2bua.handle_ack(ack, TRUNK)
+    assert inbound.awaiting_ack is None and inbound.offer is None
+    assert inbound.media is not None and inbound.media.codec.upper() == "PCMA"
+    assert (inbound.endpoint_id, "PCMA") in set_codecs(world)
+    assert inbound.state.value == "confirmed"
+    await world.b2bua.stop()
+
+
+async def test_delayed_offer_ack_without_answer_ends_the_call() -> None:
+    world = make_world(ONE_BINDING)
+    await established(world, invite("1002", body=""))
+    world.b2bua.handle_ack(from_caller(world, "ACK", 1), TRUNK)
+    await settle()
+    assert world.b2bua.calls == {}
+    # both legs were answered: each gets a BYE
+    assert len(world.stack.by_method("BYE")) == 2
+    assert world.engine.open == set()
+
+
+async def test_update_with_sdp_is_answered_from_the_legs_endpoint() -> None:
+    world = make_world(ONE_BINDING)
+    await established(world)
+    world.b2bua.handle_ack(from_caller(world, "ACK", 1), TRUNK)
+    update_offer = answer_sdp(41000, "8 PCMA").replace("o=- 2 1", "o=- 1 2")
+    response = world.b2bua.handle_update(
+        from_caller(world, "UPDATE", 2, body=update_offer), TRUNK
+    )
+    assert response.status == 200
+    assert response.headers.get("Content-Type") == "application/sdp"
+    assert b"RTP/AVP 8" in response.body and b"m=audio 20002 " in response.body
+    remotes = [c for c in world.engine.commands if type(c).__name__ == "SetRemote"]
+    assert getattr(remotes[-1], "port", None) == 41000
+    # a plain UPDATE (no SDP) is a 200 without a body
+    plain = world.b2bua.handle_update(from_caller(world, "UPDATE", 3), TRUNK)
+    assert plain.status == 200 and plain.body == b""
+    # an unusable offer is 488 and the call stays up
+    bad = "v=0\r\no=- 1 3 IN IP4 1.2.3.4\r\ns=-\r\nc=IN IP4 1.2.3.4\r\nt=0 0\r\n"
+    bad += "m=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n"
+    refused = world.b2bua.handle_update(
+        from_caller(world, "UPDATE", 4, body=bad), TRUNK
+    )
+    assert refused.status == 488 and len(world.b2bua.calls) == 1
+    await world.b2bua.stop()
+
+
+async def test_early_media_183_relayed_with_our_sdp_and_bridged_at_once() -> None:
+    world = make_world(ONE_BINDING)
+    world.b2bua.handle_invite(invite("1002"), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    assert sent.on_provisional is not None
+    sent.on_provisional(reply(sent, 183, body=answer_sdp(33000)))
+    assert world.stack.statuses() == [183]
+    early = world.stack.responses[0]
+    # our SDP (the inbound endpoint), not the callee's
+    assert b"m=audio 20002 " in early.body and b"33000" not in early.body
+    assert any(isinstance(c, Connect) for c in world.engine.commands)
+    # a later 180 is not relayed after the 183 (the caller already hears media)
+    sent.on_provisional(reply(sent, 180))
+    assert world.stack.statuses() == [183]
+    sent.future.set_result(reply(sent, 200, body=answer_sdp(33000)))
+    await settle()
+    assert world.stack.statuses() == [183, 200]
+    # the 200 repeats the answer given in the 183 (RFC 3264: one answer per offer)
+    assert world.stack.responses[-1].body == early.body
+    await world.b2bua.stop()
+
+
+async def test_bye_before_the_ack_is_accepted_and_ends_both_legs() -> None:
+    world = make_world(ONE_BINDING)
+    await established(world)
+    bye = from_caller(world, "BYE", 2)
+    assert world.b2bua.handle_bye(bye, TRUNK) is None
+    assert world.stack.statuses()[-1] == 200
+    await settle()
+    assert world.b2bua.calls == {}
+    assert len(world.stack.by_method("BYE")) == 1  # to the callee only
+    ended = [e for e in world.events if type(e).__name__ == "CallEnded"]
+    assert ended[0].hangup_by == "caller"  # type: ignore[attr-defined]
+    # the late ACK changes nothing and our 200 is no longer retransmitted
+    before = len(world.stack.responses)
+    world.b2bua.handle_ack(from_caller(world, "ACK", 1), TRUNK)
+    await asyncio.sleep(0.6)
+    assert len(world.stack.responses) == before
+
+
+async def _held_by_caller(world: World) -> Sent:
+    """Established call; the caller holds (re-INVITE sendonly); our re-INVITE out."""
+    sent = await established(world)
+    world.b2bua.handle_ack(from_caller(world, "ACK", 1), TRUNK)
+    response = world.b2bua.handle_invite(
+        from_caller(world, "INVITE", 2, body=HOLD_OFFER), TRUNK
+    )
+    assert isinstance(response, Response) and response.status == 200
+    assert b"a=recvonly" in response.body
+    await settle()
+    reinvites = [s for s in world.stack.by_method("INVITE") if s is not sent]
+    assert len(reinvites) == 1
+    assert b"a=sendonly" in reinvites[0].request.body
+    assert reinvites[0].request.call_id == sent.request.call_id
+    return reinvites[0]
+
+
+@pytest.mark.parametrize("status", [481, 408])
+async def test_reinvite_answered_481_or_408_ends_the_call(status: int) -> None:
+    world = make_world(ONE_BINDING)
+    reinvite = await _held_by_caller(world)
+    reinvite.future.set_result(reply(reinvite, status))
+    await settle()
+    assert world.b2bua.calls == {}
+    # the callee's dialog is gone (481/408): only the caller gets a BYE
+    byes = world.stack.by_method("BYE")
+    assert [b.request.call_id for b in byes] == ["inbound-1"]
+
+
+async def test_reinvite_timing_out_ends_the_call() -> None:
+    world = make_world(ONE_BINDING)
+    reinvite = await _held_by_caller(world)
+    reinvite.future.set_exception(RequestTimeout("B"))
+    await settle()
+    assert world.b2bua.calls == {}
+    assert [b.request.call_id for b in world.stack.by_method("BYE")] == ["inbound-1"]
+
+
+@pytest.mark.parametrize("status", [488, 491])
+async def test_reinvite_answered_488_or_491_keeps_the_call(status: int) -> None:
+    world = make_world(ONE_BINDING)
+    reinvite = await _held_by_caller(world)
+    reinvite.future.set_result(reply(reinvite, status))
+    await settle()
+    assert len(world.b2bua.calls) == 1
+    assert world.stack.by_method("BYE") == []
+    assert world.stack.acks[-1:] != [] and len(world.stack.acks) == 1  # 2xx ACK only
+    await world.b2bua.stop()
+
+
+async def test_reinvite_2xx_is_acked_and_its_answer_applied() -> None:
+    world = make_world(ONE_BINDING)
+    reinvite = await _held_by_caller(world)
+    answer = answer_sdp(34000, "8 PCMA").replace("a=rtpmap", "a=recvonly\r\na=rtpmap")
+    reinvite.future.set_result(reply(reinvite, 200, body=answer))
+    await settle()
+    assert len(world.stack.acks) == 2
+    assert world.stack.acks[-1].cseq.number == reinvite.request.cseq.number
+    remotes = [c for c in world.engine.commands if type(c).__name__ == "SetRemote"]
+    assert getattr(remotes[-1], "port", None) == 34000
+    await world.b2bua.stop()
+
+
+async def test_glare_our_reinvite_pending_gets_491() -> None:
+    world = make_world(ONE_BINDING)
+    outbound = (await _held_by_caller(world)).request
+    # the callee re-INVITEs while ours is outstanding (RFC 3261 14.2)
+    crossing = from_callee(world, outbound, "INVITE", 7, body=answer_sdp(35000))
+    response = world.b2bua.handle_invite(crossing, PHONE_B)
+    assert isinstance(response, Response) and response.status == 491
+    await world.b2bua.stop()
+
+
+# -- CallSession.collect_digits with RFC 4733 events -------------------------------
+
+
+def app_world(app: object) -> World:
+    world = make_world()
+    world.b2bua.dialplan = Dialplan(
+        rules=[Rule(pattern="700", to="app:collect")],
+        users=UserDirectory([]),
+        trunks=["demo"],
+    )
+    world.b2bua.apps["collect"] = app  # type: ignore[assignment]
+    return world
+
+
+async def test_collect_digits_from_rfc_4733_events() -> None:
+    from media.commands import DtmfReceived as MediaDtmf
+    from switch.session import CallSession
+
+    collected: list[str] = []
+
+    async def collect(session: CallSession, route: object) -> None:
+        await session.answer()
+        collected.append(
+            await session.collect_digits(max_digits=4, terminator="#", timeout=1.0)
+        )
+        collected.append(await session.collect_digits(max_digits=2, timeout=0.05))
+
+    world = app_world(collect)
+    assert world.b2bua.handle_invite(invite("700"), TRUNK) is None
+    await settle()
+    assert world.stack.statuses() == [200]
+    call = next(iter(world.b2bua.calls.values()))
+    endpoint = call.inbound.endpoint_id
+    assert endpoint is not None
+    for digit in "12#":
+        world.b2bua.on_media_event(
+            MediaDtmf(endpoint_id=endpoint, digit=digit, timestamp=0)
+        )
+        await settle()
+    await asyncio.sleep(0.1)
+    assert collected == ["12", ""]
+    dtmf = [e for e in world.events if type(e).__name__ == "DtmfReceived"]
+    assert [e.digit for e in dtmf] == ["1", "2", "#"]  # type: ignore[attr-defined]
+    # the app returned: the switch hangs up (BYE to the caller)
+    assert world.b2bua.calls == {}
+    assert [b.request.call_id for b in world.stack.by_method("BYE")] == ["inbound-1"]
+
+
+async def test_collect_digits_raises_hangup_when_the_caller_hangs_up() -> None:
+    from switch.session import CallSession, Hangup
+
+    outcome: list[str] = []
+
+    async def collect(session: CallSession, route: object) -> None:
+        await session.answer()
+        try:
+            await session.collect_digits(timeout=5.0)
+        except Hangup:
+            outcome.append("hangup")
+            raise
+
+    world = app_world(collect)
+    world.b2bua.handle_invite(invite("700"), TRUNK)
+    await settle()
+    world.b2bua.handle_ack(from_caller(world, "ACK", 1), TRUNK)
+    world.b2bua.handle_bye(from_caller(world, "BYE", 2), TRUNK)
+    await settle()
+    assert outcome == ["hangup"]
+    assert world.b2bua.calls == {}
+
+
+# -- item 3: a carrier's 401/407 to our INVITE ---------------------------------------
+
+CHALLENGE = 'Digest realm="carrier", nonce="n0nce", algorithm=MD5, qop="auth"'
+
+
+def bridging_world() -> World:
+    """A trunk call to an app that bridges the caller out through the demo trunk."""
+    from switch.dialplan import ToTrunk
+    from switch.session import CallSession
+
+    async def out(session: CallSession, route: object) -> None:
+        await session.bridge(ToTrunk(trunk="demo", number="+74951234567"))
+
+    return app_world(out)
+
+
+def challenge(sent: Sent, status: int = 407) -> Response:
+    response = reply(sent, status, tag="carrier")
+    header = "Proxy-Authenticate" if status == 407 else "WWW-Authenticate"
+    response.headers.add(header, CHALLENGE)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("status", "answer"), [(407, "Proxy-Authorization"), (401, "Authorization")]
+)
+async def test_carrier_challenge_answered_with_trunk_credentials(
+    status: int, answer: str
+) -> None:
+    world = bridging_world()
+    world.b2bua.handle_invite(invite("700"), TRUNK)
+    await settle()
+    (first,) = world.stack.by_method("INVITE")
+    assert first.destination == TRUNK
+    assert first.on_provisional is not None
+    first.on_provisional(reply(first, 100))
+    first.future.set_result(challenge(first, status))
+    await settle()
+    first_again, second = world.stack.by_method("INVITE")
+    assert first_again is first
+    resent = second.request
+    # RFC 3261 22.2 / 8.1.3.5: same Call-ID, From (tag) and body, next CSeq, new branch
+    assert resent.call_id == first.request.call_id
+    assert resent.headers.get("From") == first.request.headers.get("From")
+    assert resent.cseq.number == first.request.cseq.number + 1
+    assert resent.top_via.branch != first.request.top_via.branch
+    assert resent.body == first.request.body
+    assert len(resent.headers.get_all("Via")) == 1
+    credentials = resent.headers.get(answer)
+    assert credentials is not None
+    assert 'username="acct"' in credentials and 'realm="carrier"' in credentials
+    assert 'nonce="n0nce"' in credentials
+    second.future.set_result(reply(second, 200, body=answer_sdp()))
+    await settle()
+    assert "CallBridged" in names(world)
+    assert world.stack.acks[-1].cseq.number == resent.cseq.number
+    await world.b2bua.stop()
+
+
+async def test_carrier_refusing_our_credentials_is_not_retried_again() -> None:
+    world = bridging_world()
+    world.b2bua.handle_invite(invite("700"), TRUNK)
+    await settle()
+    (first,) = world.stack.by_method("INVITE")
+    first.future.set_result(challenge(first))
+    await settle()
+    second = world.stack.by_method("INVITE")[1]
+    second.future.set_result(challenge(second))  # same realm, not stale: refused
+    await settle()
+    assert len(world.stack.by_method("INVITE")) == 2
+    legs = [e for e in world.events if type(e).__name__ == "LegEnded"]
+    assert [e.status for e in legs][:1] == [407]  # type: ignore[attr-defined]
+
+
+async def test_cancel_while_challenged_does_not_resend() -> None:
+    world = bridging_world()
+    world.b2bua.handle_invite(invite("700"), TRUNK)
+    await settle()
+    (first,) = world.stack.by_method("INVITE")
+    call = next(iter(world.b2bua.calls.values()))
+    call.end(hangup_by="caller", status=487)
+    first.future.set_result(challenge(first))
+    await settle()
+    assert len(world.stack.by_method("INVITE")) == 1
