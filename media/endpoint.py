@@ -101,8 +101,9 @@ SAMPLES_PER_FRAME: Final = 160  # 20 ms (RFC 3551 4.2 default packetisation)
 JITTER_GAIN: Final = 1.0 / 16.0
 # A transit jump larger than this (timestamp wrap, sender restart) is not jitter (ours).
 JITTER_MAX_STEP: Final = float(CLOCK_RATE * 10)
-# One datagram larger than the biggest valid packet proves the packet is oversized.
-RECEIVE_BUFFER_SIZE: Final = MAX_PACKET_SIZE + 1
+# A datagram filling more than MAX_PACKET_SIZE of the buffer is oversized; the extra
+# 4 bytes also keep the buffer a whole number of 32-bit words (see RECEIVE_WORDS).
+RECEIVE_BUFFER_SIZE: Final = MAX_PACKET_SIZE + 4
 # Received audio kept for the mixer/recorder, in samples (G.711: one octet each).
 TAP_MAX_SAMPLES: Final = SAMPLES_PER_FRAME * 3
 TAP_KEEP_SAMPLES: Final = SAMPLES_PER_FRAME
@@ -119,6 +120,8 @@ MAX_SOURCES: Final = 8
 # with the datagram before the next one is read.
 RECEIVE_BUFFER: Final = bytearray(RECEIVE_BUFFER_SIZE)
 RECEIVE_VIEW: Final = memoryview(RECEIVE_BUFFER)
+# The buffer as native 32-bit words: word 2 is the SSRC (stored pre-swapped).
+RECEIVE_WORDS: Final = RECEIVE_VIEW.cast("I")
 _BUFFER: Final = RECEIVE_BUFFER
 _VIEW: Final = RECEIVE_VIEW
 _HEADER: Final = struct.Struct("!BBHII")
@@ -586,14 +589,18 @@ class RtpEndpoint:
                     if path.slow
                     else second & 0x80
                 )
-                _pack_rewrite(
-                    buf,
-                    1,
-                    marker | path.audio_pt,
-                    (seq + path.seq_offset) & 0xFFFF,
-                    (ts + path.ts_offset) & 0xFFFFFFFF,
-                    path.ssrc,
-                )
+                if path.renumber:
+                    _pack_rewrite(
+                        buf,
+                        1,
+                        marker | path.audio_pt,
+                        (seq + path.seq_offset) & 0xFFFF,
+                        (ts + path.ts_offset) & 0xFFFFFFFF,
+                        path.ssrc,
+                    )
+                else:  # the sink's stream adopted this numbering: PT and SSRC only
+                    buf[1] = marker | path.audio_pt
+                    RECEIVE_WORDS[2] = path.ssrc_word
                 destination = path.destination
                 if destination is not None:
                     try:

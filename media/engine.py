@@ -19,6 +19,9 @@ Theory of operation.  Two kinds of work, two schedules:
   for all streams), every mixer computes all its listeners' mixes in one matrix
   product, the mixes are encoded together, players hand out their next cached payload,
   recorders append a stereo frame, and once a second media timeouts are checked.
+  The clock actually ticks ``send_phases`` times per 20 ms (same origin, no drift):
+  the per-tick work runs in slot 0 and played frames leave in slot ``id % phases``,
+  so each stream is still exactly 20 ms apart but 1000 of them are not one burst.
 
 An endpoint sends one stream whatever feeds it (:class:`~media.endpoint.Output`):
 its playback if one is running, else its mixer, else its bridge; switching between
@@ -43,7 +46,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from media.clock import TICK_INTERVAL, MediaClock
+from media.clock import MAX_CATCHUP_TICKS, TICK_INTERVAL, MediaClock
 from media.commands import (
     BadCommand,
     CloseEndpoint,
@@ -122,6 +125,10 @@ class EngineConfig:
     :param rtp_timeout: seconds without valid RTP before EndpointTimeout; 0 disables.
     :param tone_region: tone plan for generated tones ("eu", "us", "uk").
     :param prompt_cache_entries: decoded prompts kept in memory.
+    :param send_phases: slots each 20 ms tick is cut into for sending played audio;
+        endpoint ``n`` always sends in slot ``n % send_phases``, so 1000 prompts go
+        out as 10 bursts of 100 packets 2 ms apart instead of one burst of 1000 (a
+        burst makes every send contend with the receiver draining the same sockets).
     """
 
     host: str = "127.0.0.1"
@@ -130,6 +137,7 @@ class EngineConfig:
     rtp_timeout: float = 60.0
     tone_region: str = "eu"
     prompt_cache_entries: int = 256
+    send_phases: int = 10
 
 
 class _Recording:
@@ -185,13 +193,22 @@ class MediaEngine:
             max_entries=self.config.prompt_cache_entries,
             region=self.config.tone_region,
         )
-        self.clock = MediaClock(self._loop, self._on_tick)
+        self._phases = max(1, self.config.send_phases)
+        self.clock = MediaClock(
+            self._loop,
+            self._on_slot,
+            interval=TICK_INTERVAL / self._phases,
+            max_catchup=MAX_CATCHUP_TICKS * self._phases,
+        )
         # tick deadlines are on the loop's clock; RTP arrival times on time.monotonic
         self._clock_offset = time.monotonic() - self._loop.time()
         self._ids = itertools.count(1)
         self._endpoints: dict[int, RtpEndpoint] = {}
         self._bridges: dict[int, Bridge] = {}
         self._playbacks: dict[int, Playback] = {}
+        self._phase_playbacks: list[dict[int, Playback]] = [
+            {} for _ in range(self._phases)
+        ]
         self._mixers: dict[int, Mixer] = {}
         self._mixer_of: dict[int, int] = {}
         self._recordings: dict[int, _Recording] = {}
@@ -460,12 +477,16 @@ class MediaEngine:
             raise BadCommand(str(exc)) from None
         self._finish_playback(command.endpoint_id, PlaybackEnd.REPLACED, restore=False)
         playback_id = next(self._ids)
-        self._playbacks[command.endpoint_id] = Playback(
+        playback = Playback(
             playback_id,
             playlist,
             loop=command.loop,
             stop_on_dtmf=command.stop_on_dtmf,
         )
+        self._playbacks[command.endpoint_id] = playback
+        self._phase_playbacks[command.endpoint_id % self._phases][
+            command.endpoint_id
+        ] = playback
         endpoint.set_output(Output.PLAYER)
         return PlaybackStarted(endpoint_id=command.endpoint_id, playback_id=playback_id)
 
@@ -475,6 +496,7 @@ class MediaEngine:
         playback = self._playbacks.pop(endpoint_id, None)
         if playback is None:
             return
+        del self._phase_playbacks[endpoint_id % self._phases][endpoint_id]
         if restore:
             self._restore_output(endpoint_id)
         self._emit(
@@ -570,13 +592,21 @@ class MediaEngine:
 
     # ---------------------------------------------------------------- media clock
 
-    def _on_tick(self, tick: int, deadline: float) -> None:
+    def _on_slot(self, slot: int, deadline: float) -> None:
+        """One clock slot: slot 0 of a tick does the per-tick work, every slot sends
+        the played frames of its share of the endpoints."""
+        tick, phase = divmod(slot, self._phases)
         when = deadline + self._clock_offset
+        if phase == 0:
+            self._on_tick(tick, when)
+        playbacks = self._phase_playbacks[phase]
+        if playbacks:
+            self._run_playbacks(playbacks, when)
+
+    def _on_tick(self, tick: int, when: float) -> None:
         heard = self._decode_taps() if self._tapped else {}
         if self._mixers:
             self._run_mixers(heard, when)
-        if self._playbacks:
-            self._run_playbacks(when)
         for recording in list(self._recordings.values()):
             try:
                 recording.recorder.write(
@@ -642,10 +672,10 @@ class MediaEngine:
                     encoded[start : start + samples.size], when, samples.size
                 )
 
-    def _run_playbacks(self, when: float) -> None:
+    def _run_playbacks(self, playbacks: dict[int, Playback], when: float) -> None:
         finished: list[int] = []
         endpoints = self._endpoints
-        for endpoint_id, playback in self._playbacks.items():
+        for endpoint_id, playback in playbacks.items():
             frame = playback.next_frame()
             if frame is None:
                 finished.append(endpoint_id)

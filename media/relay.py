@@ -15,9 +15,11 @@ changes SSRC, the path is *pending*: the next packet calls :meth:`RelayPath.rest
 which picks offsets so that this packet gets the sink's next sequence number and a
 timestamp moved forward by the wall-clock time since the sink last sent (at least one
 packet duration), and it carries the marker bit.  From then on forwarding is two
-additions and one ``pack_into``.  When forwarding stops, :meth:`RelayPath.settle` writes
-the position back into the sink's :class:`~media.endpoint.OutStream` so whatever sends
-next continues from there.
+additions and one ``pack_into``; a sink that has never sent anything simply adopts the
+source's numbering (offsets 0, as random as its own would have been), and then only the
+payload-type octet and the SSRC word are written.  When forwarding stops,
+:meth:`RelayPath.settle` writes the position back into the sink's
+:class:`~media.endpoint.OutStream` so whatever sends next continues from there.
 
 Payload types: when the two legs negotiated the same codec nothing is decoded; only the
 payload type number is mapped.  PCMU and PCMA legs are bridged by translating every
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import sys
 from typing import TYPE_CHECKING, Final
 
 from media.commands import Codec
@@ -79,6 +82,7 @@ class RelayPath:
         "event_pt",
         "octets",
         "packets",
+        "renumber",
         "send_errors",
         "sendto",
         "seq_offset",
@@ -86,6 +90,7 @@ class RelayPath:
         "slow",
         "source",
         "ssrc",
+        "ssrc_word",
         "translate",
         "ts_offset",
     )
@@ -96,6 +101,9 @@ class RelayPath:
         self.sendto = sink.sendto
         self.destination = sink.remote
         self.ssrc = sink.out.ssrc
+        # the SSRC as the native 32-bit word that holds it in network order
+        self.ssrc_word = int.from_bytes(self.ssrc.to_bytes(4, "big"), sys.byteorder)
+        self.renumber = True
         self.seq_offset = 0
         self.ts_offset = 0
         self._pending = True
@@ -157,15 +165,22 @@ class RelayPath:
         :returns: the marker bit, which the first packet of a new source carries.
         """
         out = self.sink.out
-        self.seq_offset = (out.seq + 1 - seq) & SEQ_MASK
-        self.ts_offset = (out.next_timestamp(now) - ts) & TS_MASK
+        if out.time is None and out.packets == 0:
+            # the sink never sent: its stream may as well start with this numbering
+            # (as random as ours, RFC 3550 5.1), which spares the per-packet renumbering
+            self.seq_offset = 0
+            self.ts_offset = 0
+        else:
+            self.seq_offset = (out.seq + 1 - seq) & SEQ_MASK
+            self.ts_offset = (out.next_timestamp(now) - ts) & TS_MASK
+        self.renumber = bool(self.seq_offset or self.ts_offset)
         self.pending = False
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug(
                 "relay %d->%d restarts at seq %d",
                 self.source.endpoint_id,
                 self.sink.endpoint_id,
-                (out.seq + 1) & SEQ_MASK,
+                (seq + self.seq_offset) & SEQ_MASK,
             )
         return MARKER_BIT
 

@@ -39,7 +39,14 @@ from media.commands import (
 from media.commands import (
     DtmfReceived as MediaDtmf,
 )
-from switch.call import Call, called_number
+from switch.call import (
+    OPTION_100REL,
+    Call,
+    called_number,
+    option_tags,
+    ordered_codecs,
+    parse_replaces,
+)
 from switch.dialplan import (
     Caller,
     Dialplan,
@@ -61,6 +68,7 @@ from switch.events import (
 from switch.leg import HangupBy, Leg, LegRole, Target, cause_for_status
 from switch.registrar import Registrar
 from switch.session import CallSession, Hangup
+from switch.session_timer import negotiate_uas
 from switch.sip.auth import DigestClient
 from switch.sip.dialog import Dialog, DialogId
 from switch.sip.errors import ProtocolError
@@ -183,6 +191,7 @@ class B2bua:
         handlers["UPDATE"] = self.handle_update
         handlers["REFER"] = self.handle_refer
         handlers["INFO"] = self.handle_info
+        handlers["PRACK"] = self.handle_prack
         self.stack.on_late_2xx = self.handle_late_2xx
 
     def contact(self, transport: str = "UDP") -> NameAddr:
@@ -233,6 +242,26 @@ class B2bua:
             return self.trunks.credentials(trunk_name)
         except KeyError:
             return None
+
+    def find_dialog(
+        self, call_id: str, to_tag: str, from_tag: str
+    ) -> tuple[Call, Leg] | None:
+        """The leg of a Replaces (RFC 3891 section 3): to-tag ours, or the reverse."""
+        ours = self._dialogs.get(DialogId(call_id, to_tag, from_tag))
+        return ours or self._dialogs.get(DialogId(call_id, from_tag, to_tag))
+
+    def adopt(self, leg: Leg, call: Call) -> None:
+        """``leg`` now belongs to ``call`` (attended transfer moved it)."""
+        self.register_endpoint_of(leg, call)
+        if leg.role is LegRole.OUTBOUND:
+            self._outbound[leg.call_id] = (call, leg)
+
+    def register_endpoint_of(self, leg: Leg, call: Call) -> None:
+        """Index ``leg``'s dialog and endpoint under ``call`` (a leg moved in)."""
+        if leg.dialog is not None:
+            self._dialogs[leg.dialog.id] = (call, leg)
+        if leg.endpoint_id is not None:
+            self._endpoints[leg.endpoint_id] = (call, leg)
 
     def forget_endpoint(self, endpoint_id: int) -> None:
         self._endpoints.pop(endpoint_id, None)
@@ -287,6 +316,8 @@ class B2bua:
         if isinstance(caller_or_response, Response):
             return caller_or_response
         caller = caller_or_response
+        if "Replaces" in request.headers:
+            return self._replace(request, source, caller, log)
         called = called_number(str(request.uri))
         log.info(
             "INVITE %s from %s %s (%s:%d)",
@@ -330,6 +361,22 @@ class B2bua:
             media_host=self.media_host,
         )
         inbound.invite = request
+        inbound.reliable = OPTION_100REL in option_tags(request, "Require")
+        inbound.peer_allows_update = "UPDATE" in {
+            method.strip().upper()
+            for value in request.headers.get_all("Allow")
+            for method in value.split(",")
+        }
+        try:
+            # RFC 4028 section 9: too short an interval is refused before any work.
+            inbound.timer_negotiated = negotiate_uas(request)
+        except ProtocolError as exc:
+            refused = self._reject(
+                request, source, caller, called, exc.status, exc.reason
+            )
+            for name, value in exc.headers:
+                refused.headers.add(name, value)
+            return refused
         try:
             inbound.dialog = Dialog.from_uas(
                 request, local_contact=self.contact(source[0]), early=True
@@ -398,6 +445,79 @@ class B2bua:
                 lambda: call.end(hangup_by="switch", cause=CAUSE_MAX_DURATION),
             )
         call.spawn(self._run(call, route), "routing")
+        return None
+
+    def _replace(
+        self, request: Request, source: Address, caller: Caller, log: CallIdAdapter
+    ) -> Response | None:
+        """RFC 3891: an INVITE replacing a confirmed dialog of ours (attended transfer).
+
+        The Replaces to-tag is our tag, the from-tag the peer's (section 3); the other
+        order is accepted too. No match, or an early dialog: 481; an ended one: 603.
+        """
+        try:
+            replaces = parse_replaces(request.headers.get("Replaces") or "")
+        except ProtocolError as exc:
+            return make_response(request, exc.status, exc.reason, to_tag=new_tag())
+        call_id, to_tag, from_tag, early_only = replaces
+        found = self.find_dialog(call_id, to_tag, from_tag)
+        if found is None:
+            log.info("Replaces matches no dialog: 481")
+            return make_response(
+                request, 481, "Call/Transaction Does Not Exist", to_tag=new_tag()
+            )
+        call, old = found
+        if call.ended or old.ended:
+            return make_response(request, 603, "Declined", to_tag=new_tag())
+        if early_only or not old.answered:
+            # TODO: RFC 3891 section 3 lets an INVITE replace an early dialog we
+            # answer as UAS (call pickup); cost: such pickups get 481 / 486.
+            status, reason = (486, "Busy Here") if early_only else (481, "Early Dialog")
+            return make_response(request, status, reason, to_tag=new_tag())
+        new = Leg(
+            role=LegRole.INBOUND,
+            call_id=request.call_id,
+            peer=caller.number or caller.name,
+            destination=source,
+            media_host=self.media_host,
+        )
+        new.invite = request
+        try:
+            new.dialog = Dialog.from_uas(
+                request, local_contact=self.contact(source[0]), early=True
+            )
+            offer = parse_sdp(request.body) if request.body else None
+            new.timer_negotiated = negotiate_uas(request)
+        except ProtocolError as exc:
+            refused = make_response(request, exc.status, exc.reason, to_tag=new_tag())
+            for name, value in exc.headers:
+                refused.headers.add(name, value)
+            return refused
+        try:
+            call.create_endpoint(new, latching=True)
+        except MediaError as exc:
+            log.warning("no media endpoint: %s", exc)
+            return make_response(request, 503, "No Media", to_tag=new_tag())
+        if offer is not None:
+            partner = call.other(old)
+            first = partner.media.codec if partner and partner.media else None
+            try:
+                answer = answer_offer(
+                    offer,
+                    new.session,
+                    ports=[new.rtp_port],
+                    codecs=ordered_codecs(first),
+                )
+            except ProtocolError as exc:
+                call.finish_leg(new, status=exc.status, hangup_by=HangupBy.LOCAL)
+                return make_response(
+                    request, exc.status, exc.reason, to_tag=new.dialog.id.local_tag
+                )
+            new.answer_sdp = answer.sdp
+            call.apply_media(new, answer.accepted[0])
+        log.info("INVITE replaces leg %s of call %s", old.leg_id, call.call_id)
+        self._invites[(request.call_id, request.top_via.branch or "")] = call
+        call.replace_leg(old, new)
         return None
 
     def _identify(self, request: Request, source: Address) -> Caller | Response:
@@ -609,6 +729,19 @@ class B2bua:
             except ProtocolError as exc:
                 return make_response(request, exc.status, exc.reason)
         return call.on_offer(leg, request)
+
+    def handle_prack(self, request: Request, source: Address) -> Response:
+        """RFC 3262 PRACK for one of our reliable provisional responses."""
+        found = self._find(request)
+        if found is None:
+            return make_response(request, 481, "Call/Transaction Does Not Exist")
+        call, leg = found
+        if leg.dialog is not None:
+            try:
+                leg.dialog.receive_request(request)
+            except ProtocolError as exc:
+                return make_response(request, exc.status, exc.reason)
+        return call.on_prack(leg, request)
 
     def handle_refer(self, request: Request, source: Address) -> Response:
         found = self._find(request)

@@ -2,7 +2,8 @@
 
 RFC 3261 sections 13-15 on each leg (we are UAS towards the caller, UAC towards each
 callee), RFC 3264 offer/answer per leg with the media anchored in the media engine, RFC
-3515 REFER for blind transfer, RFC 3326 ``Reason`` for Q.850 causes.
+3515 REFER for blind transfer, RFC 3891 Replaces for attended transfer, RFC 3262
+reliable provisionals, RFC 4028 session timers, RFC 3326 ``Reason`` for Q.850 causes.
 
 Theory of operation
 -------------------
@@ -26,6 +27,15 @@ statistics, and the events for the CDR are published. Re-INVITEs and UPDATEs are
 answered locally from the leg's endpoint (media is anchored here); a change of hold
 state is then relayed to the other party as a re-INVITE of our own, whose 481/408 or
 timeout ends the call (488/491 keep it, RFC 3261 14.1 and 12.2.1.2).
+
+A caller that sends ``Require: 100rel`` gets our 18x reliably (``RSeq``, retransmitted
+until its PRACK, one outstanding at a time); our INVITEs say ``Supported: 100rel,
+timer`` and a callee's reliable 18x is PRACKed in its early dialog, which the 2xx then
+confirms. A negotiated session timer (:mod:`switch.session_timer`) runs per leg: as
+refresher we send UPDATE (or re-INVITE) at half the interval, otherwise the call is
+ended when no refresh came. An INVITE with Replaces takes over the leg it names
+(:meth:`Call.replace_leg`); a REFER whose Refer-To carries Replaces joins the
+transferee with the far end of the referrer's other call (:meth:`Call.on_refer`).
 """
 
 from __future__ import annotations
@@ -76,8 +86,16 @@ from switch.leg import (
     reason_cause,
     reason_header,
 )
+from switch.session_timer import (
+    OPTION_TIMER,
+    Negotiated,
+    SessionTimer,
+    TimerAction,
+    from_response,
+    negotiate_uas,
+)
 from switch.sip.auth import DigestClient
-from switch.sip.dialog import Dialog
+from switch.sip.dialog import Dialog, DialogState
 from switch.sip.errors import BadMessage, LocalProtocolError, ProtocolError
 from switch.sip.headers import parse_name_addr
 from switch.sip.message import Headers, Request, Response, make_response
@@ -115,14 +133,19 @@ CHALLENGE_HEADERS = {
     401: ("WWW-Authenticate", "Authorization"),
     407: ("Proxy-Authenticate", "Proxy-Authorization"),
 }
+# RFC 3262 section 3: the option tag of reliable provisional responses; unPRACKed
+# ones are retransmitted from T1, doubling, until 64*T1, then the INVITE gets a 5xx.
+OPTION_100REL = "100rel"
+STATUS_PRACK_TIMEOUT = 500
 # Sent with our requests: what we take in a dialog (RFC 3261 20.5).
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, REFER, NOTIFY, INFO"
 
-# TODO: RFC 3262 100rel/PRACK is not done: a caller's "Require: 100rel" passes
-# check_request (the stack lists it as supported) but our 18x are sent unreliably and
-# a callee's reliable 18x is never PRACKed; cost: trunks that insist drop the call.
-# TODO: RFC 4028 session timers (refresh and expiry) are not run; cost: a leg whose
-# peer vanished lives until the RTP timeout or the maximum call duration.
+# TODO: RFC 3262 with a caller that only *supports* 100rel: our 18x go unreliably
+# (allowed); an offer in a PRACK or a reliable 18x that carries our offer (delayed
+# offer) is not handled; cost: a caller relying on either loses early media.
+# TODO: RFC 4028: we never ask for a session timer ourselves (a caller without
+# Session-Expires, and our INVITEs, get none); Min-SE and the interval are constants,
+# not config; cost: a vanished peer that uses no timers lives until the RTP timeout.
 # TODO: a 180 without SDP is relayed as 180 (the caller plays its own ringback); local
 # ringback with the player (Tone RINGBACK on the inbound endpoint in a 183) is not done.
 
@@ -159,6 +182,35 @@ def called_number(uri_text: str) -> str:
     if isinstance(uri, TelUri):
         return uri.number
     return ""
+
+
+def option_tags(message: Request | Response, name: str) -> frozenset[str]:
+    """The option tags of every ``Require``/``Supported`` line (RFC 3261 20.32)."""
+    tags: set[str] = set()
+    for value in message.headers.get_all(name):
+        tags.update(tag.strip().lower() for tag in value.split(",") if tag.strip())
+    return frozenset(tags)
+
+
+def parse_replaces(value: str) -> tuple[str, str, str, bool]:
+    """RFC 3891 section 6.1: ``callid *(SEMI (to-tag / from-tag / early-only))``.
+
+    :returns: Call-ID, to-tag, from-tag, early-only.
+    :raises ProtocolError: 400 when the Call-ID or a tag is missing.
+    """
+    call_id, *params = (part.strip() for part in value.split(";"))
+    tags: dict[str, str] = {}
+    early_only = False
+    for param in params:
+        name, _, setting = param.partition("=")
+        name = name.strip().lower()
+        if name == "early-only":
+            early_only = True
+        elif name in ("to-tag", "from-tag"):
+            tags[name] = setting.strip()
+    if not call_id or "to-tag" not in tags or "from-tag" not in tags:
+        raise ProtocolError(f"Bad Replaces: {value!r}", status=400)
+    return call_id, tags["to-tag"], tags["from-tag"], early_only
 
 
 def ordered_codecs(first: str | None) -> tuple[Codec, ...]:
@@ -337,9 +389,13 @@ class Call:
         *,
         body: bytes = b"",
         headers: Iterable[tuple[str, str]] = (),
+        leg: Leg | None = None,
     ) -> Response:
-        """Answer the caller's INVITE (1xx/2xx carry our tag and Contact)."""
-        leg = self.inbound
+        """Answer the caller's INVITE (1xx/2xx carry our tag and Contact).
+
+        :param leg: another leg we are UAS of (one that replaced a leg, RFC 3891).
+        """
+        leg = leg or self.inbound
         assert leg.invite is not None and leg.dialog is not None
         response = make_response(
             leg.invite, status, reason, to_tag=leg.dialog.id.local_tag
@@ -352,12 +408,81 @@ class Call:
         if body:
             response.headers.add("Content-Type", SDP)
             response.body = body
+        if 100 < status < 200 and leg.reliable:
+            self._send_reliable(response)
+            return response
+        if status >= 200:
+            leg.unacked = None  # a final response ends the retransmissions
+            leg.queued.clear()
         self.stack.respond(leg.invite, response)
         return response
 
-    def answer_inbound(self) -> None:
-        """Send our 200 to the caller: the SDP answer, or our offer (delayed offer)."""
+    def _send_reliable(self, response: Response) -> None:
+        """Send a 18x reliably (RFC 3262 section 3): RSeq, retransmit until PRACK."""
         leg = self.inbound
+        invite = leg.invite
+        assert invite is not None
+        if leg.unacked is not None:
+            # One unacknowledged reliable provisional at a time (RFC 3262 section 3).
+            leg.queued.append(response)
+            return
+        leg.rseq = leg.rseq + 1 if leg.rseq else secrets.randbelow(2**31 - 1) + 1
+        response.headers.add("Require", OPTION_100REL)
+        response.headers.add("RSeq", str(leg.rseq))
+        leg.unacked = response
+        self.stack.respond(invite, response)
+        t1 = self.stack.layer.timers.t1
+        give_up = time.monotonic() + ACK_WAIT_T1_MULTIPLE * t1
+
+        def retransmit(interval: float) -> None:
+            if leg.unacked is not response or self.ended or leg.ended:
+                return
+            if time.monotonic() + interval >= give_up:
+                leg.log.warning("no PRACK for our %d: ending the call", response.status)
+                leg.unacked = None
+                self.end(
+                    hangup_by="switch",
+                    status=STATUS_PRACK_TIMEOUT,
+                    cause=CAUSE_RECOVERY_ON_TIMER_EXPIRY,
+                )
+                return
+            self.stack.respond(invite, response)
+            self.call_later(interval, lambda: retransmit(interval * 2))
+
+        self.call_later(t1, lambda: retransmit(t1 * 2))
+
+    def on_prack(self, leg: Leg, request: Request) -> Response:
+        """A PRACK for our reliable 18x (RFC 3262 section 3): 200, or 481 if none.
+
+        A PRACK for an RSeq we sent that is no longer outstanding (it crossed our
+        200, or repeats) is answered 200 too: a 481 would end the caller's dialog
+        (RFC 3261 12.2.1.2).
+        """
+        invite = leg.invite
+        parts = (request.headers.get("RAck") or "").split()
+        if invite is None or len(parts) != 3 or not parts[0].isdigit():
+            return make_response(request, 481, "No Matching Reliable Response")
+        rseq, cseq, method = int(parts[0]), parts[1], parts[2]
+        if (
+            not leg.rseq
+            or rseq > leg.rseq
+            or cseq != str(invite.cseq.number)
+            or method.upper() != "INVITE"
+        ):
+            return make_response(request, 481, "No Matching Reliable Response")
+        unacked = leg.unacked
+        if unacked is not None and str(rseq) == unacked.headers.get("RSeq"):
+            leg.unacked = None
+            if leg.queued and not leg.answered:
+                self._send_reliable(leg.queued.pop(0))
+        return make_response(request, 200, "OK")
+
+    def answer_inbound(self, leg: Leg | None = None) -> None:
+        """Send our 200 to the caller: the SDP answer, or our offer (delayed offer).
+
+        :param leg: another leg we are UAS of (default: the caller's).
+        """
+        leg = leg or self.inbound
         if leg.answered or leg.ended or leg.invite is None or leg.dialog is None:
             return
         if leg.media is not None and leg.offer is None and leg.answer_sdp is not None:
@@ -370,10 +495,16 @@ class Call:
             leg.offer = build_offer(leg.session, port=leg.rtp_port, codecs=leg.codecs)
             body = leg.offer.to_bytes()
         leg.dialog.confirm()
-        response = self.respond_inbound(200, body=body)
+        negotiated = leg.timer_negotiated
+        timer_headers = negotiated.headers if negotiated is not None else ()
+        response = self.respond_inbound(200, body=body, headers=timer_headers, leg=leg)
+        if negotiated is not None:
+            self.start_session_timer(leg, negotiated)
         leg.set_state(LegState.ANSWERED)
         leg.status = 200
-        leg.answered_at = self.answered_at = time.time()
+        leg.answered_at = time.time()
+        if self.answered_at is None:
+            self.answered_at = leg.answered_at
         self.expect_ack(leg, leg.invite, response)
         publish(
             self.b2bua.bus,
@@ -454,6 +585,7 @@ class Call:
         headers.add("CSeq", "1 INVITE")
         headers.add("Contact", str(b2bua.contact(target.destination[0])))
         headers.add("Allow", ALLOW)
+        headers.add("Supported", f"{OPTION_100REL}, {OPTION_TIMER}")
         headers.add("Content-Type", SDP)
         leg.invite = Request(
             method="INVITE",
@@ -623,7 +755,11 @@ class Call:
         if leg.cancel_requested:
             self._send_cancel(leg)
             return
-        if response.status == 100 or dial.future.done() or self.ended or leg.ended:
+        if response.status == 100 or self.ended or leg.ended:
+            return
+        if OPTION_100REL in option_tags(response, "Require"):
+            self._prack(leg, response)
+        if dial.future.done():
             return
         leg.set_state(LegState.RINGING)
         early = bool(response.body)
@@ -653,6 +789,32 @@ class Call:
             self.inbound.set_state(LegState.RINGING)
             self.respond_inbound(180)
 
+    def _prack(self, leg: Leg, response: Response) -> None:
+        """PRACK a callee's reliable 18x once per RSeq (RFC 3262 section 4)."""
+        tag = response.to.tag
+        invite = leg.invite
+        rseq_text = response.headers.get("RSeq") or ""
+        if tag is None or invite is None or not rseq_text.strip().isdigit():
+            leg.log.info("unusable reliable %d: not PRACKed", response.status)
+            return
+        rseq = int(rseq_text)
+        if (tag, rseq) in leg.pracked:
+            return  # a retransmission: our PRACK is already on its way
+        dialog = leg.early_dialogs.get(tag)
+        if dialog is None:
+            try:
+                dialog = Dialog.from_uac(
+                    invite, response, local_contact=self.b2bua.contact()
+                )
+            except ProtocolError as exc:
+                leg.log.info("reliable %d unusable: %s", response.status, exc.reason)
+                return
+            leg.early_dialogs[tag] = dialog
+        leg.pracked.add((tag, rseq))
+        rack = ("RAck", f"{rseq} {invite.cseq.number} INVITE")
+        prack = dialog.create_request("PRACK", headers=(rack,))
+        self.spawn(self._send_and_forget(prack, leg.destination), "PRACK")
+
     def _start_early_media(self, leg: Leg, response: Response) -> None:
         """A 183 with SDP: take it as the answer for now and bridge at once."""
         assert leg.offer is not None
@@ -680,9 +842,15 @@ class Call:
     def _on_outbound_2xx(self, leg: Leg, dial: _Dial, response: Response) -> None:
         assert leg.invite is not None and leg.offer is not None
         try:
-            dialog = Dialog.from_uac(
-                leg.invite, response, local_contact=self.b2bua.contact()
-            )
+            early = leg.early_dialogs.get(response.to.tag or "")
+            if early is not None and early.state is not DialogState.TERMINATED:
+                # The early dialog of a PRACKed 18x goes on (its CSeq counts).
+                early.receive_response(leg.invite, response)
+                dialog = early
+            else:
+                dialog = Dialog.from_uac(
+                    leg.invite, response, local_contact=self.b2bua.contact()
+                )
         except ProtocolError as exc:
             leg.log.warning("2xx unusable (%s): leg dropped", exc.reason)
             self.finish_leg(leg, status=502, cause=38, hangup_by=HangupBy.LOCAL)
@@ -713,6 +881,10 @@ class Call:
         leg.offer = None
         self.apply_media(leg, media)
         leg.set_state(LegState.CONFIRMED)
+        leg.peer_allows_update = "UPDATE" in _allowed(response)
+        negotiated = from_response(response)
+        if negotiated is not None:
+            self.start_session_timer(leg, negotiated)
         leg.status = 200
         leg.answered_at = time.time()
         publish(
@@ -836,6 +1008,7 @@ class Call:
         leg.set_state(LegState.ENDED)
         leg.ended_at = time.time()
         leg.awaiting_ack = None
+        self.stop_session_timer(leg)
         stats = self._close_endpoint(leg)
         had_media = stats is not None and stats.packets_in > 0
         publish(
@@ -955,6 +1128,32 @@ class Call:
         self.end(hangup_by="caller", status=487, cause=cause)
 
     def on_offer(self, leg: Leg, request: Request) -> Response:
+        """A re-INVITE or UPDATE: answered by :meth:`_answer_offer`; refreshes timers.
+
+        RFC 4028 section 9: a 2xx to a refresh carries the negotiated Session-Expires
+        and restarts the timer; a refresh without Session-Expires turns it off.
+        """
+        try:
+            negotiated = negotiate_uas(request)
+        except ProtocolError as exc:
+            refused = make_response(request, exc.status, exc.reason)
+            for name, value in exc.headers:
+                refused.headers.add(name, value)
+            return refused
+        response = self._answer_offer(leg, request)
+        if not 200 <= response.status < 300:
+            return response
+        if negotiated is None:
+            if leg.session_timer is not None:
+                leg.log.info("refresh without Session-Expires: session timer off")
+                self.stop_session_timer(leg)
+            return response
+        for name, value in negotiated.headers:
+            response.headers.add(name, value)
+        self.start_session_timer(leg, negotiated)
+        return response
+
+    def _answer_offer(self, leg: Leg, request: Request) -> Response:
         """A re-INVITE or UPDATE: answer locally from ``leg``'s endpoint.
 
         With an offer, we answer it; an INVITE without one gets our offer in the 2xx
@@ -1018,14 +1217,23 @@ class Call:
 
     async def reinvite(self, leg: Leg, direction: Direction) -> None:
         """Send our re-INVITE on ``leg`` (hold relay); 481/408/timeout end the call."""
+        await self._reinvite(leg, direction)
+
+    async def _reinvite(
+        self,
+        leg: Leg,
+        direction: Direction,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> Response | None:
+        """Our re-INVITE on ``leg``; its 2xx (ACKed), or None if it failed or ended."""
         dialog = leg.dialog
         if dialog is None or leg.ended or self.ended:
-            return
+            return None
         if leg.reinvite_pending:
             # TODO: RFC 3261 14.1 glare: a second change while one is outstanding is
             # dropped instead of queued; cost: the other party may show a stale hold.
             leg.log.info("re-INVITE already pending on %s: not sent", leg.leg_id)
-            return
+            return None
         first = leg.media.codec if leg.media else None
         codecs = ordered_codecs(first)
         offer = build_offer(
@@ -1035,7 +1243,7 @@ class Call:
             "INVITE",
             body=offer.to_bytes(),
             content_type=SDP,
-            headers=(("Allow", ALLOW),),
+            headers=(("Allow", ALLOW), *headers),
         )
         leg.reinvite_pending = True
         try:
@@ -1044,28 +1252,175 @@ class Call:
             response = None
         finally:
             leg.reinvite_pending = False
-        if self.is_over(leg):
-            return
-        status = 408 if response is None else response.status
-        if response is not None:
-            dialog.receive_response(invite, response)
-        else:
-            # RFC 3261 12.2.1.2: no response at all ends the dialog, like a 408.
-            dialog.terminate()
-        if status in REINVITE_FATAL:
-            leg.log.warning("re-INVITE got %d: ending the call", status)
-            self.end(hangup_by="switch", cause=cause_for_status(status), origin=None)
-            return
-        if response is None or status >= 300:
-            leg.log.info("re-INVITE refused %d: call kept", status)
-            return
+        if not self._in_dialog_outcome(leg, invite, response):
+            return None
+        assert response is not None
         self.stack.send_ack(dialog.create_ack(invite.cseq.number), leg.destination)
         try:
             self.apply_media(leg, process_answer(offer, parse_sdp(response.body)))
         except ProtocolError as exc:
             leg.log.warning("re-INVITE answer unusable: %s", exc.reason)
+        return response
+
+    def _in_dialog_outcome(
+        self, leg: Leg, request: Request, response: Response | None
+    ) -> bool:
+        """Whether our re-INVITE/UPDATE succeeded; 481/408/timeout end the call.
+
+        RFC 3261 12.2.1.2 and 14.1: those end the dialog (no response at all counts
+        as 408); 488, 491 and other refusals keep the call as it was.
+        """
+        dialog = leg.dialog
+        if self.is_over(leg) or dialog is None:
+            return False
+        status = 408 if response is None else response.status
+        if response is not None:
+            dialog.receive_response(request, response)
+        else:
+            dialog.terminate()
+        if status in REINVITE_FATAL:
+            leg.log.warning("%s got %d: ending the call", request.method, status)
+            self.end(hangup_by="switch", cause=cause_for_status(status), origin=None)
+            return False
+        if status >= 300:
+            leg.log.info("%s refused %d: call kept", request.method, status)
+            return False
+        return True
+
+    # ------------------------------------------------------------ session timers
+
+    def start_session_timer(self, leg: Leg, negotiated: Negotiated) -> None:
+        """Run (or restart) ``leg``'s RFC 4028 timer from now."""
+        now = asyncio.get_running_loop().time()
+        timer = leg.session_timer
+        if timer is None:
+            leg.session_timer = SessionTimer(
+                interval=negotiated.interval, we_refresh=negotiated.we_refresh, now=now
+            )
+        else:
+            timer.refreshed(
+                now, interval=negotiated.interval, we_refresh=negotiated.we_refresh
+            )
+        leg.log.debug(
+            "leg %s session timer %d s, refresher %s",
+            leg.leg_id,
+            negotiated.interval,
+            "us" if negotiated.we_refresh else "the peer",
+        )
+        self._schedule_session_timer(leg)
+
+    def stop_session_timer(self, leg: Leg) -> None:
+        if leg.session_timer_handle is not None:
+            leg.session_timer_handle.cancel()
+            leg.session_timer_handle = None
+        leg.session_timer = None
+
+    def _schedule_session_timer(self, leg: Leg) -> None:
+        if leg.session_timer_handle is not None:
+            leg.session_timer_handle.cancel()
+            leg.session_timer_handle = None
+        timer = leg.session_timer
+        if timer is None or leg.ended or self.ended:
+            return
+        leg.session_timer_handle = asyncio.get_running_loop().call_at(
+            timer.next_deadline(), self.on_session_timer, leg
+        )
+
+    def on_session_timer(self, leg: Leg, now: float | None = None) -> None:
+        """``leg``'s session timer is due: refresh, or end the call (RFC 4028 10)."""
+        timer = leg.session_timer
+        if timer is None or self.ended or leg.ended:
+            return
+        if now is None:
+            now = asyncio.get_running_loop().time()
+        action = timer.handle_deadline(now)
+        if action is TimerAction.EXPIRE:
+            leg.log.warning("session of leg %s expired: ending the call", leg.leg_id)
+            self.end(hangup_by="switch", cause=CAUSE_RECOVERY_ON_TIMER_EXPIRY)
+            return
+        if action is TimerAction.REFRESH:
+            self.spawn(self._refresh_session(leg), "session refresh")
+        self._schedule_session_timer(leg)
+
+    async def _refresh_session(self, leg: Leg) -> None:
+        """Our refresh (RFC 4028 7.4): UPDATE if the peer takes it, else re-INVITE."""
+        timer = leg.session_timer
+        dialog = leg.dialog
+        if timer is None or dialog is None:
+            return
+        headers = (
+            ("Session-Expires", f"{int(timer.interval)};refresher=uac"),
+            ("Supported", OPTION_TIMER),
+        )
+        response: Response | None
+        if leg.peer_allows_update:
+            try:
+                update = dialog.create_request("UPDATE", headers=headers)
+            except LocalProtocolError:
+                return
+            try:
+                response = await self.stack.request(update, leg.destination)
+            except RequestTimeout:
+                response = None
+            if not self._in_dialog_outcome(leg, update, response):
+                return
+        else:
+            partner = self.other(leg)
+            held = partner is not None and partner.held
+            direction = Direction.SENDONLY if held else Direction.SENDRECV
+            response = await self._reinvite(leg, direction, headers)
+        if response is None or leg.session_timer is not timer:
+            return
+        negotiated = from_response(response)
+        now = asyncio.get_running_loop().time()
+        if negotiated is None:
+            timer.refreshed(now)
+        else:
+            timer.refreshed(
+                now, interval=negotiated.interval, we_refresh=negotiated.we_refresh
+            )
+        self._schedule_session_timer(leg)
 
     # ------------------------------------------------------------ transfer
+
+    def replace_leg(self, old: Leg, new: Leg) -> None:
+        """RFC 3891: ``new`` (an INVITE with Replaces) takes the place of ``old``.
+
+        ``old`` is sent BYE, ``new`` is answered and bridged to ``old``'s partner.
+        """
+        partner = self.other(old)
+        if old is self.inbound:
+            self.inbound = new
+        else:
+            self.outbound.append(new)
+        self.b2bua.register_endpoint_of(new, self)
+        publish(
+            self.b2bua.bus,
+            LegStarted(
+                at=self._event_time(),
+                call_id=self.call_id,
+                leg_id=new.leg_id,
+                role=new.role.value,
+                sip_call_id=new.call_id,
+                peer=new.peer,
+            ),
+        )
+        old.log.info("leg %s replaced by %s", old.leg_id, new.leg_id)
+        self.send_bye(old, cause=CAUSE_NORMAL_CLEARING)
+        self.finish_leg(old, status=200, hangup_by=HangupBy.LOCAL)
+        if partner is not None:
+            self.connect(new, partner)
+        self.answer_inbound(new)
+        publish(
+            self.b2bua.bus,
+            CallTransferred(
+                at=self._event_time(),
+                call_id=self.call_id,
+                leg_id=old.leg_id,
+                target=new.peer,
+                kind="attended",
+            ),
+        )
 
     def on_refer(self, leg: Leg, request: Request) -> Response:
         """REFER from a bridged party (RFC 3515): 202, then a blind transfer."""
@@ -1079,15 +1434,99 @@ class Call:
             target = parse_name_addr(refer_to)
         except BadMessage:
             return make_response(request, 400, "Bad Refer-To")
-        if isinstance(target.uri, SipUri) and "replaces" in {
-            name.lower() for name in target.uri.headers
-        }:
-            # TODO: RFC 3891 Replaces (attended transfer) is not implemented; cost:
-            # phones fall back to blind transfer or the transfer fails.
-            return make_response(request, 501, "Attended Transfer Not Implemented")
+        if isinstance(target.uri, SipUri):
+            replaces = {
+                name.lower(): value for name, value in target.uri.headers.items()
+            }.get("replaces")
+            if replaces is not None:
+                return self._refer_replaces(leg, transferee, request, replaces)
         number = called_number(str(target.uri))
         self.spawn(self._transfer(leg, transferee, number), "transfer")
         return make_response(request, 202, "Accepted")
+
+    def _refer_replaces(
+        self, referrer: Leg, transferee: Leg, request: Request, replaces: str
+    ) -> Response:
+        """Attended transfer (RFC 5589 4.1 with RFC 3891): join two of our calls.
+
+        The Refer-To's Replaces names the referrer's other dialog with us (the
+        consultation call); its partner is moved into this call and bridged to the
+        transferee, and the referrer's two legs are sent BYE. No INVITE with
+        Replaces goes out: both dialogs end here, so the switch joins them itself.
+        """
+        try:
+            call_id, to_tag, from_tag, _ = parse_replaces(replaces)
+        except ProtocolError as exc:
+            return make_response(request, exc.status, exc.reason)
+        found = self.b2bua.find_dialog(call_id, to_tag, from_tag)
+        if found is None:
+            return make_response(request, 481, "Replaced Dialog Does Not Exist")
+        consult, replaced = found
+        target = consult.other(replaced)
+        if consult is self or consult.ended or replaced.ended or target is None:
+            return make_response(request, 603, "Decline")
+        self.spawn(
+            self._attended_transfer(referrer, transferee, consult, replaced, target),
+            "attended transfer",
+        )
+        return make_response(request, 202, "Accepted")
+
+    async def _attended_transfer(
+        self, referrer: Leg, transferee: Leg, consult: Call, replaced: Leg, target: Leg
+    ) -> None:
+        await self._notify(referrer, "SIP/2.0 100 Trying", final=False)
+        if self.ended or consult.ended or target.ended or transferee.ended:
+            await self._notify(referrer, "SIP/2.0 487 Request Terminated", final=True)
+            return
+        consult.release_leg(target)
+        self.adopt_leg(target, from_call=consult)
+        self.connect(transferee, target)
+        publish(
+            self.b2bua.bus,
+            CallTransferred(
+                at=self._event_time(),
+                call_id=self.call_id,
+                leg_id=referrer.leg_id,
+                target=target.peer,
+                kind="attended",
+            ),
+        )
+        self.log.info(
+            "call %s: %s joined to %s (attended transfer)",
+            self.call_id,
+            transferee.leg_id,
+            target.leg_id,
+        )
+        # Whoever the referrer held during the consultation hears again.
+        for held_by_referrer, leg in ((referrer, transferee), (replaced, target)):
+            if held_by_referrer.held:
+                self.spawn(self.reinvite(leg, Direction.SENDRECV), "unhold")
+        await self._notify(referrer, "SIP/2.0 200 OK", final=True)
+        consult.end(hangup_by="switch", cause=CAUSE_NORMAL_CLEARING)
+        if not referrer.ended:
+            self.send_bye(referrer, cause=CAUSE_NORMAL_CLEARING)
+            self.finish_leg(referrer, status=200, hangup_by=HangupBy.LOCAL)
+
+    def release_leg(self, leg: Leg) -> None:
+        """Give ``leg`` up to another call (it leaves our lists and our bridge)."""
+        if leg in self.outbound:
+            self.outbound.remove(leg)
+        if self.bridged is not None and leg in self.bridged:
+            self.bridged = None
+
+    def adopt_leg(self, leg: Leg, *, from_call: Call) -> None:
+        """Take ``leg`` over from ``from_call`` (and its trunk slot, if we have none).
+
+        TODO: when both calls hold a trunk slot, the moved leg's slot is released
+        with ``from_call``; cost: that trunk counts one call less until this ends.
+        """
+        if leg is from_call.inbound:
+            # The consultation's caller moves: the old call keeps an ended stand-in.
+            from_call.inbound = _ended_copy(leg)
+        self.outbound.append(leg)
+        if from_call.trunk is not None and self.trunk is None:
+            self.trunk, from_call.trunk = from_call.trunk, None
+        self.b2bua.adopt(leg, self)
 
     async def _transfer(self, referrer: Leg, transferee: Leg, number: str) -> None:
         await self._notify(referrer, "SIP/2.0 100 Trying", final=False)
@@ -1142,6 +1581,30 @@ class Call:
             await self.stack.request(notify, leg.destination)
         except RequestTimeout:
             leg.log.info("NOTIFY timed out")
+
+
+def _ended_copy(leg: Leg) -> Leg:
+    """An ended leg standing in for ``leg`` in a call it has left."""
+    copy = Leg(
+        role=leg.role,
+        call_id=leg.call_id,
+        peer=leg.peer,
+        destination=leg.destination,
+        media_host=leg.session.address,
+    )
+    copy.leg_id = leg.leg_id
+    copy.invite = leg.invite
+    copy.status = leg.status or 200
+    copy.set_state(LegState.ENDED)
+    return copy
+
+
+def _allowed(message: Request | Response) -> frozenset[str]:
+    """The methods of every ``Allow`` line (RFC 3261 20.5), upper case."""
+    methods: set[str] = set()
+    for value in message.headers.get_all("Allow"):
+        methods.update(method.strip().upper() for method in value.split(","))
+    return frozenset(methods)
 
 
 def _offer_holds(offer: SessionDescription) -> bool:

@@ -12,6 +12,7 @@ The Q.850 causes follow the SIP-to-ISUP mapping of RFC 3398 section 8.2.6.1 and 
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import itertools
 import logging
@@ -19,6 +20,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from switch.session_timer import Negotiated, SessionTimer
 from switch.sip.dialog import Dialog
 from switch.sip.message import Request, Response
 from switch.sip.offer_answer import (
@@ -177,6 +179,20 @@ class Leg:
         self.cancel_sent = False
         self.ringing_reported = False
         self.early_media = False
+        # RFC 3262, inbound: the caller requires our 18x to be sent reliably.
+        self.reliable = False
+        self.rseq = 0  # the RSeq of our last reliable provisional
+        self.unacked: Response | None = None  # our reliable 18x awaiting its PRACK
+        self.queued: list[Response] = []  # reliable 18x waiting for that PRACK
+        # RFC 3262, outbound: early dialogs by the callee's To tag, RSeqs PRACKed.
+        self.early_dialogs: dict[str, Dialog] = {}
+        self.pracked: set[tuple[str, int]] = set()
+        # RFC 4028: what the caller's INVITE asked for (answered in our 2xx), the
+        # running timer and its loop handle, and whether the peer takes UPDATE.
+        self.timer_negotiated: Negotiated | None = None
+        self.session_timer: SessionTimer | None = None
+        self.session_timer_handle: asyncio.TimerHandle | None = None
+        self.peer_allows_update = False
         self.status = 0
         self.cause = CAUSE_NORMAL_CLEARING
         self.hangup_by = HangupBy.LOCAL

@@ -898,3 +898,462 @@ async def test_cancel_while_challenged_does_not_resend() -> None:
     first.future.set_result(challenge(first))
     await settle()
     assert len(world.stack.by_method("INVITE")) == 1
+
+
+# -- item 4: RFC 3262 reliable provisionals and PRACK --------------------------------
+
+
+def requiring_100rel() -> Request:
+    request = invite("1002")
+    request.headers.add("Require", "100rel")
+    request.headers.add("Supported", "100rel")
+    return request
+
+
+def prack(world: World, rseq: str, cseq: int = 2, rack_cseq: int = 1) -> Request:
+    return from_caller(
+        world, "PRACK", cseq, extra=f"RAck: {rseq} {rack_cseq} INVITE\r\n"
+    )
+
+
+async def test_caller_requiring_100rel_gets_reliable_18x_one_at_a_time() -> None:
+    world = make_world(ONE_BINDING)
+    world.b2bua.handle_invite(requiring_100rel(), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    assert sent.request.headers.get("Supported") == "100rel, timer"
+    assert sent.on_provisional is not None
+    sent.on_provisional(reply(sent, 180))
+    ringing = world.stack.responses[-1]
+    assert ringing.status == 180
+    assert ringing.headers.get("Require") == "100rel"
+    rseq = ringing.headers.get("RSeq")
+    assert rseq is not None and 1 <= int(rseq) < 2**31
+    # the 183 waits for the 180's PRACK (RFC 3262 section 3)
+    sent.on_provisional(reply(sent, 183, body=answer_sdp(33000)))
+    assert world.stack.statuses() == [180]
+    wrong = world.b2bua.handle_prack(prack(world, str(int(rseq) + 5)), TRUNK)
+    assert wrong.status == 481
+    ok = world.b2bua.handle_prack(prack(world, rseq, cseq=3), TRUNK)
+    assert ok.status == 200
+    early = world.stack.responses[-1]
+    assert early.status == 183 and early.headers.get("RSeq") == str(int(rseq) + 1)
+    assert b"m=audio" in early.body
+    # a PRACK for an RSeq no longer outstanding (repeated, or after our 200): 200,
+    # since a 481 would end the caller's dialog
+    again = world.b2bua.handle_prack(prack(world, rseq, cseq=4), TRUNK)
+    assert again.status == 200
+    assert world.stack.statuses() == [180, 183]
+    other = world.b2bua.handle_prack(prack(world, str(int(rseq) + 1), 5, 7), TRUNK)
+    assert other.status == 481  # RAck names another INVITE
+    await world.b2bua.stop()
+
+
+async def test_unacknowledged_reliable_18x_is_retransmitted_then_500() -> None:
+    world = make_world(ONE_BINDING)
+    world.stack.layer = TransactionLayer(timers=Timers(t1=0.01, t2=0.04))
+    world.b2bua.handle_invite(requiring_100rel(), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    assert sent.on_provisional is not None
+    sent.on_provisional(reply(sent, 180))
+    await asyncio.sleep(0.05)
+    assert world.stack.statuses().count(180) >= 3  # T1, 2*T1, 4*T1...
+    await asyncio.sleep(0.7)  # 64*T1
+    assert world.stack.statuses()[-1] == 500
+    assert world.b2bua.calls == {}
+    assert len(world.stack.by_method("CANCEL")) == 1
+
+
+async def test_prack_stops_the_retransmissions() -> None:
+    world = make_world(ONE_BINDING)
+    world.stack.layer = TransactionLayer(timers=Timers(t1=0.01, t2=0.04))
+    world.b2bua.handle_invite(requiring_100rel(), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    assert sent.on_provisional is not None
+    sent.on_provisional(reply(sent, 180))
+    rseq = world.stack.responses[-1].headers.get("RSeq") or ""
+    assert world.b2bua.handle_prack(prack(world, rseq), TRUNK).status == 200
+    count = len(world.stack.responses)
+    await asyncio.sleep(0.2)
+    assert len(world.stack.responses) == count
+    await world.b2bua.stop()
+
+
+async def test_callee_reliable_180_is_pracked_once_in_its_early_dialog() -> None:
+    world = make_world(ONE_BINDING)
+    world.b2bua.handle_invite(invite("1002"), TRUNK)  # caller does not need 100rel
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    assert sent.on_provisional is not None
+    reliable = reply(sent, 180)
+    reliable.headers.add("Require", "100rel")
+    reliable.headers.add("RSeq", "77")
+    sent.on_provisional(reliable)
+    sent.on_provisional(reliable)  # a retransmission: no second PRACK
+    await settle()
+    (pracked,) = world.stack.by_method("PRACK")
+    assert pracked.request.headers.get("RAck") == "77 1 INVITE"
+    assert pracked.request.cseq.number == 2
+    assert pracked.request.call_id == sent.request.call_id
+    assert pracked.request.to.tag == "callee"
+    assert world.stack.statuses() == [180]  # relayed unreliably to the caller
+    pracked.future.set_result(make_response(pracked.request, 200))
+    sent.future.set_result(reply(sent, 200, body=answer_sdp()))
+    await settle()
+    world.b2bua.handle_bye(from_caller(world, "BYE", 2), TRUNK)
+    await settle()
+    (bye,) = world.stack.by_method("BYE")
+    assert bye.request.cseq.number == 3  # after the PRACK's CSeq in the same dialog
+
+
+# -- item 5: RFC 4028 session timers -------------------------------------------------
+
+
+def timed_invite(*extra: str) -> Request:
+    request = invite("1002")
+    for line in extra:
+        name, _, value = line.partition(":")
+        request.headers.add(name, value.strip())
+    return request
+
+
+async def test_session_expires_answered_and_expiry_ends_both_sides() -> None:
+    world = make_world(ONE_BINDING)
+    await established(
+        world, timed_invite("Session-Expires: 120;refresher=uac", "Supported: timer")
+    )
+    ok = world.stack.responses[-1]
+    assert ok.headers.get("Session-Expires") == "120;refresher=uac"
+    assert "timer" in ok.headers.get_all("Require")
+    call = world.b2bua.calls[next(iter(world.b2bua.calls))]
+    timer = call.inbound.session_timer
+    assert timer is not None and not timer.we_refresh
+    assert call.inbound.session_timer_handle is not None
+    # the caller is the refresher: no refresh from us at half time...
+    call.on_session_timer(call.inbound, now=timer.started + 60)
+    assert world.stack.by_method("UPDATE") == []
+    # ...and at 120 - 32 s without its refresh the call ends, BYE to both
+    call.on_session_timer(call.inbound, now=timer.started + 88)
+    await settle()
+    assert world.b2bua.calls == {}
+    assert len(world.stack.by_method("BYE")) == 2
+    ended = [e for e in world.events if type(e).__name__ == "CallEnded"]
+    assert ended[0].cause == 102  # type: ignore[attr-defined]
+
+
+async def test_refresh_from_the_caller_restarts_the_timer() -> None:
+    world = make_world(ONE_BINDING)
+    await established(
+        world, timed_invite("Session-Expires: 120;refresher=uac", "Supported: timer")
+    )
+    world.b2bua.handle_ack(from_caller(world, "ACK", 1), TRUNK)
+    call = world.b2bua.calls[next(iter(world.b2bua.calls))]
+    timer = call.inbound.session_timer
+    assert timer is not None
+    timer.started -= 50  # as if 50 s had passed
+    before = timer.started
+    update = from_caller(
+        world,
+        "UPDATE",
+        2,
+        extra="Session-Expires: 150;refresher=uac\r\nSupported: timer\r\n",
+    )
+    response = world.b2bua.handle_update(update, TRUNK)
+    assert response.status == 200
+    assert response.headers.get("Session-Expires") == "150;refresher=uac"
+    assert timer.started > before and timer.interval == 150
+    # too small a refresh interval: 422 with our Min-SE, the call goes on
+    short = from_caller(
+        world, "UPDATE", 3, extra="Session-Expires: 10\r\nSupported: timer\r\n"
+    )
+    refused = world.b2bua.handle_update(short, TRUNK)
+    assert refused.status == 422 and refused.headers.get("Min-SE") == "90"
+    # a refresh without Session-Expires turns the timer off (RFC 4028 section 9)
+    plain = world.b2bua.handle_update(from_caller(world, "UPDATE", 4), TRUNK)
+    assert plain.status == 200 and call.inbound.session_timer is None
+    await world.b2bua.stop()
+
+
+async def test_too_small_interval_in_the_invite_gets_422() -> None:
+    world = make_world(ONE_BINDING)
+    response = world.b2bua.handle_invite(
+        timed_invite("Session-Expires: 30", "Supported: timer"), TRUNK
+    )
+    assert isinstance(response, Response) and response.status == 422
+    assert response.headers.get("Min-SE") == "90"
+    assert world.b2bua.calls == {} and world.stack.sent == []
+
+
+@pytest.mark.parametrize("allow", ["", "INVITE, ACK, BYE, UPDATE"])
+async def test_we_refresh_a_caller_without_timers(allow: str) -> None:
+    world = make_world(ONE_BINDING)
+    extra = ["Session-Expires: 120"] + ([f"Allow: {allow}"] if allow else [])
+    sent = await established(world, timed_invite(*extra))
+    ok = world.stack.responses[-1]
+    assert ok.headers.get("Session-Expires") == "120;refresher=uas"
+    assert ok.headers.get("Require") is None
+    world.b2bua.handle_ack(from_caller(world, "ACK", 1), TRUNK)
+    call = world.b2bua.calls[next(iter(world.b2bua.calls))]
+    timer = call.inbound.session_timer
+    assert timer is not None and timer.we_refresh
+    call.on_session_timer(call.inbound, now=timer.started + 60)
+    await settle()
+    method = "UPDATE" if allow else "INVITE"
+    refreshes = [
+        s for s in world.stack.by_method(method) if s.request.call_id == "inbound-1"
+    ]
+    assert len(refreshes) == 1 and refreshes[0] is not sent
+    refresh = refreshes[0].request
+    assert refresh.headers.get("Session-Expires") == "120;refresher=uac"
+    assert (b"m=audio" in refresh.body) is (method == "INVITE")
+    started = timer.started
+    answer = reply(refreshes[0], 200, tag="caller", body=OFFER if not allow else "")
+    answer.headers.add("Session-Expires", "120;refresher=uac")
+    refreshes[0].future.set_result(answer)
+    await settle()
+    assert timer.started > started and not timer.refresh_sent
+    assert len(world.b2bua.calls) == 1
+    await world.b2bua.stop()
+
+
+async def test_refresh_answered_481_ends_the_call() -> None:
+    world = make_world(ONE_BINDING)
+    await established(world, timed_invite("Session-Expires: 120"))
+    world.b2bua.handle_ack(from_caller(world, "ACK", 1), TRUNK)
+    call = world.b2bua.calls[next(iter(world.b2bua.calls))]
+    timer = call.inbound.session_timer
+    assert timer is not None
+    call.on_session_timer(call.inbound, now=timer.started + 60)
+    await settle()
+    refresh = [
+        s for s in world.stack.by_method("INVITE") if s.request.call_id == "inbound-1"
+    ]
+    refresh[0].future.set_result(reply(refresh[0], 481, tag="caller"))
+    await settle()
+    assert world.b2bua.calls == {}
+    # only the callee gets a BYE: the caller's dialog is gone
+    callee_call_id = call.outbound[0].call_id
+    assert [b.request.call_id for b in world.stack.by_method("BYE")] == [callee_call_id]
+
+
+async def test_callee_session_timer_from_its_2xx() -> None:
+    world = make_world(ONE_BINDING)
+    world.b2bua.handle_invite(invite("1002"), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    assert "timer" in (sent.request.headers.get("Supported") or "")
+    ok = reply(sent, 200, body=answer_sdp())
+    ok.headers.add("Session-Expires", "90;refresher=uas")
+    sent.future.set_result(ok)
+    await settle()
+    call = world.b2bua.calls[next(iter(world.b2bua.calls))]
+    outbound = call.outbound[0]
+    timer = outbound.session_timer
+    assert timer is not None and not timer.we_refresh and timer.interval == 90
+    call.on_session_timer(outbound, now=timer.started + 60)
+    await settle()
+    assert world.b2bua.calls == {}
+
+
+# -- item 6: RFC 3891 Replaces ------------------------------------------------------
+
+
+def replacing_invite(replaces: str, *, body: str = OFFER) -> Request:
+    text = (
+        "INVITE sip:1002@127.0.0.1 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKrepl\r\n"
+        "From: <sip:+74957654321@192.0.2.1>;tag=target\r\n"
+        "To: <sip:1002@127.0.0.1>\r\n"
+        "Call-ID: replacing-1\r\nCSeq: 1 INVITE\r\n"
+        "Contact: <sip:target@192.0.2.1:5060>\r\n"
+        f"Replaces: {replaces}\r\n"
+        "Content-Type: application/sdp\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    )
+    message = parse_message(text.encode())
+    assert isinstance(message, Request)
+    return message
+
+
+async def test_invite_with_replaces_takes_over_the_callers_leg() -> None:
+    world = make_world(ONE_BINDING)
+    await established(world)
+    world.b2bua.handle_ack(from_caller(world, "ACK", 1), TRUNK)
+    call = world.b2bua.calls[next(iter(world.b2bua.calls))]
+    old = call.inbound
+    assert old.dialog is not None
+    our_tag = old.dialog.id.local_tag
+    callee_endpoint = call.outbound[0].endpoint_id
+    request = replacing_invite(f"inbound-1;to-tag={our_tag};from-tag=caller")
+    assert world.b2bua.handle_invite(request, TRUNK) is None
+    await settle()
+    ok = world.stack.responses[-1]
+    assert ok.status == 200 and ok.call_id == "replacing-1"
+    assert b"m=audio" in ok.body
+    # the replaced caller gets BYE; the new leg is bridged to the callee
+    assert [b.request.call_id for b in world.stack.by_method("BYE")] == ["inbound-1"]
+    assert old.ended and call.inbound is not old
+    connect = [c for c in world.engine.commands if isinstance(c, Connect)][-1]
+    assert {connect.endpoint_a, connect.endpoint_b} == {
+        call.inbound.endpoint_id,
+        callee_endpoint,
+    }
+    transferred = [e for e in world.events if type(e).__name__ == "CallTransferred"]
+    assert transferred[0].kind == "attended"  # type: ignore[attr-defined]
+    assert len(world.b2bua.calls) == 1
+    # the new party hangs up: the callee gets BYE, the call ends
+    new_to = ok.to.tag
+    bye_text = (
+        "BYE sip:ccswitch@127.0.0.1:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKreplbye\r\n"
+        "From: <sip:+74957654321@192.0.2.1>;tag=target\r\n"
+        f"To: <sip:1002@127.0.0.1>;tag={new_to}\r\n"
+        "Call-ID: replacing-1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+    )
+    bye = parse_message(bye_text.encode())
+    assert isinstance(bye, Request)
+    world.b2bua.handle_bye(bye, TRUNK)
+    await settle()
+    assert world.b2bua.calls == {}
+    assert len(world.stack.by_method("BYE")) == 2
+    assert world.engine.open == set()
+
+
+async def test_invite_with_replaces_takes_over_the_callees_leg() -> None:
+    world = make_world(ONE_BINDING)
+    sent = await established(world)
+    call = world.b2bua.calls[next(iter(world.b2bua.calls))]
+    our_tag = sent.request.from_.tag
+    replaces = f"{sent.request.call_id};to-tag={our_tag};from-tag=callee"
+    assert world.b2bua.handle_invite(replacing_invite(replaces), TRUNK) is None
+    await settle()
+    assert world.stack.responses[-1].status == 200
+    assert [b.request.call_id for b in world.stack.by_method("BYE")] == [
+        sent.request.call_id
+    ]
+    assert call.outbound[0].ended and len(call.outbound) == 2
+    assert call.other(call.inbound) is call.outbound[1]
+    await world.b2bua.stop()
+
+
+@pytest.mark.parametrize(
+    ("replaces", "status"),
+    [
+        ("nope;to-tag=a;from-tag=b", 481),
+        ("inbound-1;to-tag=a", 400),
+    ],
+)
+async def test_replaces_matching_nothing(replaces: str, status: int) -> None:
+    world = make_world(ONE_BINDING)
+    await established(world)
+    response = world.b2bua.handle_invite(replacing_invite(replaces), TRUNK)
+    assert isinstance(response, Response) and response.status == status
+    assert world.stack.by_method("BYE") == []
+    await world.b2bua.stop()
+
+
+async def test_replaces_of_an_unanswered_call_is_refused() -> None:
+    world = make_world(ONE_BINDING)
+    world.b2bua.handle_invite(invite("1002"), TRUNK)
+    await settle()
+    dialog = next(iter(world.b2bua.calls.values())).inbound.dialog
+    assert dialog is not None
+    tag = dialog.id.local_tag
+    early = world.b2bua.handle_invite(
+        replacing_invite(f"inbound-1;to-tag={tag};from-tag=caller"), TRUNK
+    )
+    assert isinstance(early, Response) and early.status == 481
+    only = world.b2bua.handle_invite(
+        replacing_invite(f"inbound-1;to-tag={tag};from-tag=caller;early-only"), TRUNK
+    )
+    assert isinstance(only, Response) and only.status == 486
+    await world.b2bua.stop()
+
+
+async def test_unidentified_replaces_is_challenged_first() -> None:
+    world = make_world(ONE_BINDING)
+    await established(world)
+    request = replacing_invite("inbound-1;to-tag=x;from-tag=caller")
+    response = world.b2bua.handle_invite(request, ("UDP", "198.51.100.9", 5060))
+    assert isinstance(response, Response) and response.status == 407
+    await world.b2bua.stop()
+
+
+async def answer_notifies(world: World) -> None:
+    """Answer every NOTIFY sent so far (the REFER subscription's) with 200."""
+    for _ in range(5):
+        await settle()
+        for sent in world.stack.by_method("NOTIFY"):
+            if not sent.future.done():
+                sent.future.set_result(make_response(sent.request, 200))
+
+
+async def test_refer_with_replaces_joins_the_two_calls() -> None:
+    bindings = {
+        "1002": [FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B)],
+        "1001": [FakeBinding("sip:1001@127.0.0.1:40001", PHONE_A)],
+    }
+    world = make_world(bindings)
+    # call 1: the carrier (X) talks to 1002 (A)
+    first = await established(world)
+    world.b2bua.handle_ack(from_caller(world, "ACK", 1), TRUNK)
+    call_1 = world.b2bua.calls[next(iter(world.b2bua.calls))]
+    # call 2: the consultation, A's second line reaches 1001 (B)
+    consult_invite = parse_message(
+        invite("1001", branch="z9hG4bK2").to_bytes().replace(b"inbound-1", b"inbound-2")
+    )
+    assert isinstance(consult_invite, Request)
+    assert world.b2bua.handle_invite(consult_invite, TRUNK) is None
+    await settle()
+    to_b = world.stack.by_method("INVITE")[-1]
+    assert to_b.destination == PHONE_A
+    to_b.future.set_result(reply(to_b, 200, tag="b", body=answer_sdp(36000)))
+    await settle()
+    call_2 = next(c for c in world.b2bua.calls.values() if c is not call_1)
+    consult_tag = call_2.inbound.dialog.id.local_tag  # type: ignore[union-attr]
+    b_leg = call_2.outbound[0]
+    # A refers X to B, replacing its consultation dialog
+    refer_to = (
+        f"<sip:1001@127.0.0.1?Replaces=inbound-2%3Bto-tag%3D{consult_tag}"
+        "%3Bfrom-tag%3Dcaller>"
+    )
+    refer = from_callee(world, first.request, "REFER", 8)
+    refer.headers.add("Refer-To", refer_to)
+    response = world.b2bua.handle_refer(refer, PHONE_B)
+    assert response.status == 202
+    await answer_notifies(world)
+    # X (call 1's caller) is now bridged to B; A's two legs got BYE
+    assert call_1.other(call_1.inbound) is b_leg
+    connect = [c for c in world.engine.commands if isinstance(c, Connect)][-1]
+    assert {connect.endpoint_a, connect.endpoint_b} == {
+        call_1.inbound.endpoint_id,
+        b_leg.endpoint_id,
+    }
+    byes = sorted(b.request.call_id for b in world.stack.by_method("BYE"))
+    assert byes == sorted([first.request.call_id, "inbound-2"])
+    assert call_2.ended and not call_1.ended and not b_leg.ended
+    notifies = [s.request.body for s in world.stack.by_method("NOTIFY")]
+    assert notifies[-1].startswith(b"SIP/2.0 200")
+    kinds = [e.kind for e in world.events if type(e).__name__ == "CallTransferred"]
+    assert kinds == ["attended"]
+    # B hangs up: X gets BYE, the joined call ends
+    bye_from_b = from_callee(world, to_b.request, "BYE", 9)
+    bye_from_b.headers.set("From", "<sip:1001@127.0.0.1>;tag=b")
+    world.b2bua.handle_bye(bye_from_b, PHONE_A)
+    await settle()
+    assert world.b2bua.calls == {}
+    assert "inbound-1" in [b.request.call_id for b in world.stack.by_method("BYE")]
+    assert world.engine.open == set()
+
+
+async def test_refer_with_replaces_of_an_unknown_dialog_gets_481() -> None:
+    world = make_world(ONE_BINDING)
+    first = await established(world)
+    refer = from_callee(world, first.request, "REFER", 8)
+    refer.headers.add(
+        "Refer-To", "<sip:1003@127.0.0.1?Replaces=nope%3Bto-tag%3Da%3Bfrom-tag%3Db>"
+    )
+    assert world.b2bua.handle_refer(refer, PHONE_B).status == 481
+    await world.b2bua.stop()

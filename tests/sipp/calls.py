@@ -30,6 +30,7 @@ from tests.harness import (
 # Below Linux's ephemeral range (32768-60999), so that busy neighbours' client
 # sockets do not sit in the middle of our blocks.
 LOW_PORTS = (10000, 30000)
+START_ATTEMPTS = 3
 
 
 def free_block(size: int, *, udp_only: bool = False) -> int:
@@ -66,10 +67,21 @@ def start_switch(
     config = demo_config(workdir, **values)
     if edit is not None:
         config.write_text(edit(config.read_text()))
-    rtp = free_block(200, udp_only=True)
-    return SwitchProcess(
-        workdir=workdir, config=config, rtp=(rtp, rtp + 199), port=free_block(1)
-    ).start()
+    # The ports are free when picked but a busy neighbour (load tests on the same
+    # box) may take one before the switch binds it: a start that fails is retried
+    # on fresh ports, and the last failure is raised.
+    for attempt in range(START_ATTEMPTS):
+        rtp = free_block(200, udp_only=True)
+        process = SwitchProcess(
+            workdir=workdir, config=config, rtp=(rtp, rtp + 199), port=free_block(1)
+        )
+        try:
+            return process.start()
+        except RuntimeError:
+            process.stop()
+            if attempt == START_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def sipp_ok(result: SippResult) -> None:
@@ -222,7 +234,7 @@ PHONE_SDP = (
 
 
 class PythonPhone:
-    """A minimal UAC on a UDP socket: INVITE with digest auth (407), ACK, BYE.
+    """A minimal UAC on a UDP socket: INVITE (digest auth on 407), ACK, REFER, BYE.
 
     Used where SIPp cannot sign an INVITE as the switch checks it (SIPp's
     ``[authentication]`` signs ``uri="sip:HOST:PORT"``, not the Request-URI, RFC 2617
@@ -244,6 +256,7 @@ class PythonPhone:
         self.call_id = f"{random.getrandbits(64):x}@python-phone"
         self.to_tag = ""
         self.statuses: list[int] = []
+        self.requests: list[str] = []  # methods the switch sent us
 
     def close(self) -> None:
         self.sock.close()
@@ -273,23 +286,29 @@ class PythonPhone:
         return branch
 
     def _final(self, method: str) -> object:
-        from switch.sip.message import Response, parse_message
+        from switch.sip.message import Request, parse_message
 
         while True:
             message = parse_message(self.sock.recv(65535))
-            if not isinstance(message, Response) or message.cseq.method != method:
+            if isinstance(message, Request):
+                self._answer(message)
+                continue
+            if message.cseq.method != method:
                 continue
             self.statuses.append(message.status)
             if message.status >= 200:
                 return message
 
-    def call(self, number: str, media_port: int) -> int:
-        """INVITE ``number``; answer a 407 once; ACK a 2xx. The final status."""
+    def call(self, number: str, media_port: int, extra: str = "") -> int:
+        """INVITE ``number``; answer a 407 once; ACK a 2xx. The final status.
+
+        :param extra: header lines for the first INVITE (each ending in CRLF).
+        """
         from switch.sip.message import Response
 
         uri = f"sip:{number}@{LOOPBACK}:{self.switch[1]}"
         body = PHONE_SDP.format(port=media_port)
-        branch = self._send("INVITE", uri, 1, body=body)
+        branch = self._send("INVITE", uri, 1, extra=extra, body=body)
         response = self._final("INVITE")
         assert isinstance(response, Response)
         if response.status == 407:
@@ -316,6 +335,33 @@ class PythonPhone:
             self.remote = str(response.contacts[0].uri)
             self._send("ACK", self.remote, response.cseq.number)
         return response.status
+
+    def _answer(self, request: object) -> None:
+        """200 to a request from the switch (NOTIFY, BYE); it is remembered."""
+        from switch.sip.message import Request, make_response
+
+        assert isinstance(request, Request)
+        self.requests.append(request.method)
+        if request.method != "ACK":
+            response = make_response(request, 200, "OK")
+            self.sock.sendto(response.to_bytes(), self.switch)
+
+    def refer(self, refer_to: str) -> int:
+        """REFER in the answered call (CSeq 2); the status of its final response."""
+        extra = f"Refer-To: {refer_to}\r\nReferred-By: <sip:{self.user}@{LOOPBACK}>\r\n"
+        self._send("REFER", self.remote, 2, extra=extra)
+        response = self._final("REFER")
+        return getattr(response, "status", 0)
+
+    def wait_for_bye(self) -> list[str]:
+        """Answer the switch's requests until its BYE; the methods received."""
+        from switch.sip.message import Request, parse_message
+
+        while "BYE" not in self.requests:
+            message = parse_message(self.sock.recv(65535))
+            if isinstance(message, Request):
+                self._answer(message)
+        return self.requests
 
     def hang_up(self) -> int:
         """BYE on the answered call; the status of its response."""

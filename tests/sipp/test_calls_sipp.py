@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -351,3 +352,152 @@ def _digest_ok(trace: str, *, password: str) -> bool:
     ha1 = md5(f"ccswitch:{fields['realm']}:{password}")
     ha2 = md5(f"INVITE:{fields['uri']}")
     return fields["response"] == md5(f"{ha1}:{fields['nonce']}:{ha2}")
+
+
+def test_caller_requiring_100rel_pracks_our_reliable_180(
+    switch: SwitchProcess, tmp_path: Path
+) -> None:
+    callee = _callee(
+        switch, tmp_path, "callee-answers-waits-for-bye.xml", *RING, *PCMU, "-rtp_echo"
+    )
+    result = call(
+        switch,
+        "trunk-call-requires-100rel-pracks-180.xml",
+        "1002",
+        tmp_path,
+        "-d",
+        "500",
+    )
+    _both(callee, result)
+    assert "ended by caller (200, cause 16)" in switch.log()
+
+
+def test_callee_reliable_180_is_pracked(switch: SwitchProcess, tmp_path: Path) -> None:
+    callee = _callee(
+        switch, tmp_path, "callee-rings-reliably-expects-prack.xml", *RING, *PCMU
+    )
+    result = call(
+        switch, "trunk-call-answered-caller-hangs-up.xml", "1002", tmp_path, "-d", "500"
+    )
+    _both(callee, result)
+    assert "ended by caller (200, cause 16)" in switch.log()
+
+
+def _dialog_of_first_answer(trace: str) -> tuple[str, str, str]:
+    """Call-ID, our To tag and the carrier's From tag of our 200 to the carrier."""
+    blocks = re.split(r"^\d{4}-\d\d-\d\dT.*$", trace, flags=re.MULTILINE)
+    for block in blocks:
+        text = block.strip()
+        if not text.startswith("SIP/2.0 200") or "CSeq: 1 INVITE" not in text:
+            continue
+        if "SIPpTrunk" not in text:
+            continue
+        call_id = re.search(r"^Call-ID: (\S+)", text, re.MULTILINE)
+        to_tag = re.search(r"^To: .*;tag=([^;\s]+)", text, re.MULTILINE)
+        from_tag = re.search(r"^From: .*;tag=([^;\s]+)", text, re.MULTILINE)
+        assert call_id and to_tag and from_tag
+        return call_id.group(1), to_tag.group(1), from_tag.group(1)
+    raise AssertionError("no 200 to the carrier in the trace")
+
+
+def test_invite_with_replaces_takes_over_the_carriers_leg(
+    switch: SwitchProcess, tmp_path: Path
+) -> None:
+    callee = _callee(switch, tmp_path, "callee-answers-waits-for-bye.xml", *RING, *PCMU)
+    first: list[object] = []
+    carrier = threading.Thread(
+        target=lambda: first.append(
+            call(switch, "trunk-call-answered-callee-hangs-up.xml", "1002", tmp_path)
+        )
+    )
+    carrier.start()
+    try:
+        deadline = time.monotonic() + 10
+        while " answered" not in switch.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        call_id, our_tag, carrier_tag = _dialog_of_first_answer(switch.trace())
+        # the transfer target (a second trunk call) replaces the carrier's dialog
+        target = PythonPhone(
+            port=free_block(1),
+            switch_port=switch.port,
+            user="+74957654321",
+            password="-",
+        )
+        try:
+            replaces = (
+                f"Replaces: {call_id};to-tag={our_tag};from-tag={carrier_tag}\r\n"
+            )
+            assert target.call("1002", free_block(2), extra=replaces) == 200
+            time.sleep(0.5)
+            assert target.hang_up() == 200
+        finally:
+            target.close()
+    finally:
+        carrier.join(40)
+    _both(callee, first[0])  # the carrier got our BYE, the callee the target's
+    log = switch.log()
+    assert "INVITE replaces leg" in log
+    assert "ended by caller (200, cause 16)" in log
+
+
+def test_session_timer_negotiated_in_the_200(
+    switch: SwitchProcess, tmp_path: Path
+) -> None:
+    callee = _callee(switch, tmp_path, "callee-answers-waits-for-bye.xml", *RING, *PCMU)
+    result = call(
+        switch, "trunk-call-session-timer-negotiated.xml", "1002", tmp_path, "-d", "500"
+    )
+    _both(callee, result)
+
+
+def test_too_short_session_timer_gets_422(
+    switch: SwitchProcess, tmp_path: Path
+) -> None:
+    sipp_ok(
+        call(switch, "trunk-call-short-session-timer-gets-422.xml", "1002", tmp_path)
+    )
+    assert "SIP/2.0 422 Session Interval Too Small" in switch.trace()
+
+
+def test_attended_transfer_refer_with_replaces(
+    switch: SwitchProcess, tmp_path: Path
+) -> None:
+    # A (a Python UA on two lines, calling as the demo trunk) talks to X (1003),
+    # consults B (1004), then REFERs X to B with Replaces naming the consultation.
+    x = _callee(
+        switch, tmp_path, "callee-answers-waits-for-bye.xml", *RING, *PCMU, user="1003"
+    )
+    b = _callee(
+        switch,
+        tmp_path,
+        "callee-answers-then-hangs-up.xml",
+        *RING,
+        *PCMU,
+        "-d",
+        "2500",
+        user="1004",
+    )
+    line_1 = PythonPhone(
+        port=free_block(1), switch_port=switch.port, user="a", password="-"
+    )
+    line_2 = PythonPhone(
+        port=free_block(1), switch_port=switch.port, user="a", password="-"
+    )
+    try:
+        assert line_1.call("1003", free_block(2)) == 200
+        assert line_2.call("1004", free_block(2)) == 200
+        replaces = quote(f"{line_2.call_id};to-tag={line_2.to_tag};from-tag=pyphone")
+        assert line_1.refer(f"<sip:1004@127.0.0.1?Replaces={replaces}>") == 202
+        assert "NOTIFY" in line_1.wait_for_bye()
+        assert line_2.wait_for_bye() == ["BYE"]
+        # X and B now talk; B hangs up after -d ms and X gets the BYE
+        assert b.wait() == 0, b.errors()
+        assert x.wait() == 0, x.errors()
+    finally:
+        line_1.close()
+        line_2.close()
+        x.stop()
+        b.stop()
+    log = switch.log()
+    assert "(attended transfer)" in log
+    assert "ended by callee (200, cause 16)" in log
