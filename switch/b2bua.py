@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pyee import EventEmitter
 
@@ -177,6 +177,9 @@ class B2bua:
         self._invites: dict[tuple[str, str], Call] = {}  # (Call-ID, branch) -> call
         self._outbound: dict[str, tuple[Call, Leg]] = {}  # outbound Call-ID -> leg
         self._endpoints: dict[int, tuple[Call, Leg]] = {}
+        # What each call put in the three tables above, so that forgetting a call
+        # costs its own entries, not a scan of every call's (1000+ at full load).
+        self._keys: dict[str, list[tuple[dict[Any, Any], Any]]] = {}
         self.playbacks: dict[int, asyncio.Future[str]] = {}
 
     # ------------------------------------------------------------ wiring
@@ -225,11 +228,15 @@ class B2bua:
 
     # ------------------------------------------------------------ registries
 
+    def _index(self, table: dict[Any, Any], key: Any, value: Any, call: Call) -> None:
+        table[key] = value
+        self._keys.setdefault(call.call_id, []).append((table, key))
+
     def register_dialog(self, dialog: Dialog, call: Call, leg: Leg) -> None:
-        self._dialogs[dialog.id] = (call, leg)
+        self._index(self._dialogs, dialog.id, (call, leg), call)
 
     def register_outbound(self, sip_call_id: str, call: Call, leg: Leg) -> None:
-        self._outbound[sip_call_id] = (call, leg)
+        self._index(self._outbound, sip_call_id, (call, leg), call)
 
     def register_endpoint(self, endpoint_id: int, call: Call, leg: Leg) -> None:
         self._endpoints[endpoint_id] = (call, leg)
@@ -254,12 +261,12 @@ class B2bua:
         """``leg`` now belongs to ``call`` (attended transfer moved it)."""
         self.register_endpoint_of(leg, call)
         if leg.role is LegRole.OUTBOUND:
-            self._outbound[leg.call_id] = (call, leg)
+            self._index(self._outbound, leg.call_id, (call, leg), call)
 
     def register_endpoint_of(self, leg: Leg, call: Call) -> None:
         """Index ``leg``'s dialog and endpoint under ``call`` (a leg moved in)."""
         if leg.dialog is not None:
-            self._dialogs[leg.dialog.id] = (call, leg)
+            self._index(self._dialogs, leg.dialog.id, (call, leg), call)
         if leg.endpoint_id is not None:
             self._endpoints[leg.endpoint_id] = (call, leg)
 
@@ -269,15 +276,12 @@ class B2bua:
     def forget_call(self, call: Call) -> None:
         """Drop every index entry of an ended call and give back its trunk slot."""
         self.calls.pop(call.call_id, None)
-        for key, (owner, _) in list(self._dialogs.items()):
+        for table, key in self._keys.pop(call.call_id, ()):
+            entry = table.get(key)
+            # An entry moved to another call since (attended transfer) stays.
+            owner = entry[0] if isinstance(entry, tuple) else entry
             if owner is call:
-                del self._dialogs[key]
-        for invite_key, owner_call in list(self._invites.items()):
-            if owner_call is call:
-                del self._invites[invite_key]
-        for sip_call_id, (owner, _) in list(self._outbound.items()):
-            if owner is call:
-                del self._outbound[sip_call_id]
+                del table[key]
         if call.trunk is not None and self.trunks is not None:
             self.trunks.release(call.trunk)
             call.trunk = None
@@ -406,9 +410,9 @@ class B2bua:
             inbound.answer_sdp = answer.sdp
             call.apply_media(inbound, answer.accepted[0])
         self.calls[call.call_id] = call
-        self._dialogs[inbound.dialog.id] = (call, inbound)
+        self._index(self._dialogs, inbound.dialog.id, (call, inbound), call)
         branch = request.top_via.branch or ""
-        self._invites[(request.call_id, branch)] = call
+        self._index(self._invites, (request.call_id, branch), call, call)
         now = time.time()
         publish(
             self.bus,
@@ -516,7 +520,8 @@ class B2bua:
             new.answer_sdp = answer.sdp
             call.apply_media(new, answer.accepted[0])
         log.info("INVITE replaces leg %s of call %s", old.leg_id, call.call_id)
-        self._invites[(request.call_id, request.top_via.branch or "")] = call
+        invite_key = (request.call_id, request.top_via.branch or "")
+        self._index(self._invites, invite_key, call, call)
         call.replace_leg(old, new)
         return None
 

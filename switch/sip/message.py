@@ -493,7 +493,8 @@ class Headers:
         :raises LocalProtocolError: if the name is not a token or the value holds CR
             or LF (which would inject header lines).
         """
-        if not grammar.TOKEN.fullmatch(name):
+        # Names we know (most of them) are tokens already; only others are checked.
+        if name not in _NAME_INFO and not grammar.TOKEN.fullmatch(name):
             raise LocalProtocolError(f"Bad header name {name!r}")
         if "\r" in value or "\n" in value:
             raise LocalProtocolError(f"CR/LF in value of header {name!r}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import ipaddress
 import logging
 import re
@@ -67,6 +68,8 @@ TEXT = re.compile(r"[^\x00\r\n]*")
 PORT_MAX = 65535
 PAYLOAD_TYPE_MAX = 127
 TTL_MAX = 255  # RFC 8866 section 5.7: multicast TTL 0..255
+# How many distinct (addrtype, address) checks are remembered (a bound, not a tuning).
+ADDRESS_CACHE_SIZE = 4096
 
 
 class AddressType(enum.StrEnum):
@@ -394,16 +397,24 @@ def _integer(text: str, what: str, maximum: int | None = None) -> int:
     return number
 
 
-def _check_unicast(addrtype: str, address: str, what: str) -> None:
-    """Check an IP4/IP6 unicast address or FQDN (RFC 8866 section 9)."""
+@functools.lru_cache(maxsize=ADDRESS_CACHE_SIZE)
+def _is_unicast(addrtype: str, address: str) -> bool:
+    # Cached: a switch sees the same few media addresses in every offer and answer,
+    # and ipaddress costs tens of microseconds per parse.
     try:
         if addrtype == AddressType.IP4:
             ipaddress.IPv4Address(address)
         else:
             ipaddress.IPv6Address(address)
     except ValueError:
-        if FQDN.fullmatch(address) is None:
-            raise BadMessage(f"{what}: bad {addrtype} address {address!r}") from None
+        return FQDN.fullmatch(address) is not None
+    return True
+
+
+def _check_unicast(addrtype: str, address: str, what: str) -> None:
+    """Check an IP4/IP6 unicast address or FQDN (RFC 8866 section 9)."""
+    if not _is_unicast(addrtype, address):
+        raise BadMessage(f"{what}: bad {addrtype} address {address!r}")
 
 
 def _check_types(nettype: str, addrtype: str, what: str) -> None:
