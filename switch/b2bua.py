@@ -43,6 +43,7 @@ from switch.call import (
     OPTION_100REL,
     Call,
     called_number,
+    new_call_id,
     option_tags,
     ordered_codecs,
     parse_replaces,
@@ -65,7 +66,7 @@ from switch.events import (
     LegStarted,
     publish,
 )
-from switch.leg import HangupBy, Leg, LegRole, Target, cause_for_status
+from switch.leg import HangupBy, Leg, LegRole, Ringback, Target, cause_for_status
 from switch.registrar import Registrar
 from switch.session import CallSession, Hangup
 from switch.session_timer import negotiate_uas
@@ -127,12 +128,14 @@ class Limits:
     :param max_duration: seconds after which a call is hung up; 0 is no limit.
     :param retry_after: the ``Retry-After`` of a 503 when full (RFC 3261 20.33).
     :param ring_timeout: seconds outbound legs ring before the caller gets 480.
+    :param ringback: relay the callee's ringing and early media, or play our own.
     """
 
     max_calls: int = 0
     max_duration: float = 0.0
     retry_after: int = 30
     ring_timeout: float = DEFAULT_RING_TIMEOUT
+    ringback: Ringback = Ringback.RELAY
 
 
 class B2bua:
@@ -273,6 +276,28 @@ class B2bua:
     def forget_endpoint(self, endpoint_id: int) -> None:
         self._endpoints.pop(endpoint_id, None)
 
+    def acquire_slot(self, leg: Leg, trunk: str) -> bool:
+        """Take one of ``trunk``'s call slots for ``leg`` (False: the trunk is full).
+
+        A slot belongs to a leg, not a call, so a leg moved by a transfer keeps it
+        and every path to a trunk (dialplan, application bridge, transfer, inbound
+        from it) counts against the same per-trunk limit.
+        """
+        if self.trunks is None or leg.trunk_slot == trunk:
+            return True
+        if not self.trunks.acquire(trunk):
+            leg.log.warning("trunk %s is at its call limit", trunk)
+            return False
+        self.release_slot(leg)
+        leg.trunk_slot = trunk
+        return True
+
+    def release_slot(self, leg: Leg) -> None:
+        """Give back ``leg``'s trunk slot, if it holds one (idempotent)."""
+        if leg.trunk_slot is not None and self.trunks is not None:
+            self.trunks.release(leg.trunk_slot)
+        leg.trunk_slot = None
+
     def forget_call(self, call: Call) -> None:
         """Drop every index entry of an ended call and give back its trunk slot."""
         self.calls.pop(call.call_id, None)
@@ -282,9 +307,8 @@ class B2bua:
             owner = entry[0] if isinstance(entry, tuple) else entry
             if owner is call:
                 del table[key]
-        if call.trunk is not None and self.trunks is not None:
-            self.trunks.release(call.trunk)
-            call.trunk = None
+        for leg in (call.inbound, *call.outbound):
+            self.release_slot(leg)
 
     def _find(self, request: Request) -> tuple[Call, Leg] | None:
         """The leg an in-dialog request belongs to (RFC 3261 12.2.2)."""
@@ -388,11 +412,18 @@ class B2bua:
             offer = parse_sdp(request.body) if request.body else None
         except ProtocolError as exc:
             return self._reject(request, source, caller, called, exc.status, exc.reason)
+        if caller.kind == "trunk" and not self.acquire_slot(inbound, caller.name):
+            response = self._reject(
+                request, source, caller, called, 503, "Trunk Call Limit"
+            )
+            response.headers.add("Retry-After", str(self.limits.retry_after))
+            return response
         call = Call(self, inbound=inbound, caller=caller, called=called)
         try:
             call.create_endpoint(inbound, latching=True)
         except MediaError as exc:
             log.warning("no media endpoint: %s", exc)
+            self.release_slot(inbound)
             response = self._reject(request, source, caller, called, 503, "No Media")
             response.headers.add("Retry-After", str(self.limits.retry_after))
             return response
@@ -581,7 +612,7 @@ class B2bua:
             self.bus,
             CallRejected(
                 at=time.time(),
-                call_id="",
+                call_id=new_call_id(),
                 caller=caller.number,
                 called=called,
                 source=f"{source[1]}:{source[2]}",
@@ -635,11 +666,6 @@ class B2bua:
                 hangup_by="switch", status=targets, cause=cause_for_status(targets)
             )
             return
-        if isinstance(route, ToTrunk) and self.trunks is not None:
-            if not self.trunks.acquire(route.trunk):
-                call.end(hangup_by="switch", status=503, cause=34)
-                return
-            call.trunk = route.trunk
         result = await call.dial(
             targets, ring_timeout=self.limits.ring_timeout, relay=True
         )

@@ -53,12 +53,16 @@ from media.commands import (
     CloseEndpoint,
     Connect,
     CreateEndpoint,
+    Disconnect,
     EndpointCreated,
     EndpointStats,
     GetStats,
     MediaError,
+    Play,
     SetCodec,
     SetRemote,
+    Tone,
+    ToneName,
 )
 from media.commands import (
     Codec as MediaCodec,
@@ -75,12 +79,15 @@ from switch.events import (
     publish,
 )
 from switch.leg import (
+    CAUSE_NO_CIRCUIT,
     CAUSE_NORMAL_CLEARING,
     CAUSE_RECOVERY_ON_TIMER_EXPIRY,
+    CAUSE_TEMPORARY_FAILURE,
     HangupBy,
     Leg,
     LegRole,
     LegState,
+    Ringback,
     Target,
     cause_for_status,
     reason_cause,
@@ -146,8 +153,17 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, REFER, NOTIFY, INFO"
 # TODO: RFC 4028: we never ask for a session timer ourselves (a caller without
 # Session-Expires, and our INVITEs, get none); Min-SE and the interval are constants,
 # not config; cost: a vanished peer that uses no timers lives until the RTP timeout.
-# TODO: a 180 without SDP is relayed as 180 (the caller plays its own ringback); local
-# ringback with the player (Tone RINGBACK on the inbound endpoint in a 183) is not done.
+# TODO: local ringback (``[limits] ringback = "local"``) needs the caller's offer in
+# its INVITE; a delayed-offer caller gets the callee's 180 relayed instead.
+
+
+def new_call_id() -> str:
+    """The switch's own identifier of a call (CDR key): random, so never reused."""
+    return "C" + secrets.token_hex(6)
+
+
+class TrunkFullError(Exception):
+    """The target's trunk is at its call limit (the fork is skipped)."""
 
 
 class CallEndedError(Exception):
@@ -241,7 +257,7 @@ class Call:
         called: str,
     ) -> None:
         self.b2bua = b2bua
-        self.call_id = "C" + secrets.token_hex(6)
+        self.call_id = new_call_id()
         self.inbound = inbound
         self.caller = caller
         self.called = called
@@ -252,7 +268,6 @@ class Call:
         self.ended = False
         self.hangup_by = "switch"
         self.final_status = 0
-        self.trunk: str | None = None  # outbound trunk whose call slot we hold
         self.inbound_acked = asyncio.Event()
         self.ended_event = asyncio.Event()
         self.on_dtmf: Callable[[str], None] | None = None  # the CallSession's
@@ -574,7 +589,13 @@ class Call:
             media_host=b2bua.media_host,
         )
         leg.trunk = target.trunk
-        self.create_endpoint(leg)
+        if target.trunk is not None and not b2bua.acquire_slot(leg, target.trunk):
+            raise TrunkFullError(target.trunk)
+        try:
+            self.create_endpoint(leg)
+        except MediaError:
+            b2bua.release_slot(leg)
+            raise
         leg.codecs = codecs
         leg.offer = build_offer(leg.session, port=leg.rtp_port, codecs=codecs)
         headers = Headers()
@@ -633,16 +654,21 @@ class Call:
         self._dial = dial
         first = self.inbound.media.codec if self.inbound.media else None
         codecs = ordered_codecs(first)
+        # Q.850 cause when nothing could be rung: 34 "no circuit" for a full trunk.
+        cause = CAUSE_TEMPORARY_FAILURE
         for target in targets:
             try:
                 leg = self._new_outbound(target, codecs)
+            except TrunkFullError:
+                cause = CAUSE_NO_CIRCUIT
+                continue
             except MediaError as exc:
                 self.log.warning("no media endpoint for %s: %s", target.peer, exc)
                 continue
             dial.legs.append(leg)
             self.spawn(self._run_outbound(leg, dial), f"INVITE to {target.peer}")
         if not dial.legs:
-            dial.future.set_result(DialResult(leg=None, status=503, cause=41))
+            dial.future.set_result(DialResult(leg=None, status=503, cause=cause))
         timer = loop.call_later(ring_timeout, self._dial_timeout, dial)
         try:
             return await dial.future
@@ -774,9 +800,13 @@ class Call:
                     early_media=early,
                 ),
             )
-        if early and self._early_leg is None:
+        local = self.b2bua.limits.ringback is Ringback.LOCAL
+        if early and self._early_leg is None and not local:
             self._start_early_media(leg, response)
         if not dial.relay or self.inbound.answered or self.inbound.ended:
+            return
+        if local and self.inbound.answer_sdp is not None:
+            self._local_ringback()
             return
         # Never a provisional after the final on the same leg (RFC 3261 13.3.1.1).
         if self._early_leg is leg and self.inbound.answer_sdp is not None:
@@ -788,6 +818,29 @@ class Call:
             self._sent_ringing = True
             self.inbound.set_state(LegState.RINGING)
             self.respond_inbound(180)
+
+    def _local_ringback(self) -> None:
+        """Our 183 with the caller's answer, and our ringback tone in it (once).
+
+        The bridge made on answer (:meth:`connect`) stops the tone; a failed dial
+        leaves it to whatever the route does next (a queue's music replaces it).
+        """
+        if self._sent_early_media or self.inbound.endpoint_id is None:
+            return
+        assert self.inbound.answer_sdp is not None
+        self._sent_early_media = True
+        self.inbound.set_state(LegState.RINGING)
+        self.respond_inbound(183, body=self.inbound.answer_sdp.to_bytes())
+        try:
+            self.b2bua.media(
+                Play(
+                    endpoint_id=self.inbound.endpoint_id,
+                    items=(Tone(name=ToneName.RINGBACK),),
+                    loop=True,
+                )
+            )
+        except MediaError as exc:
+            self.log.warning("local ringback not played: %s", exc)
 
     def _prack(self, leg: Leg, response: Response) -> None:
         """PRACK a callee's reliable 18x once per RSeq (RFC 3262 section 4)."""
@@ -1009,6 +1062,7 @@ class Call:
         leg.ended_at = time.time()
         leg.awaiting_ack = None
         self.stop_session_timer(leg)
+        self.b2bua.release_slot(leg)
         stats = self._close_endpoint(leg)
         had_media = stats is not None and stats.packets_in > 0
         publish(
@@ -1211,9 +1265,28 @@ class Call:
             )
             partner = self.other(leg)
             if partner is not None:
+                self._hold_media(leg, partner)
                 direction = Direction.SENDONLY if held else Direction.SENDRECV
                 self.spawn(self.reinvite(partner, direction), "re-INVITE")
         return response
+
+    def _hold_media(self, leg: Leg, partner: Leg) -> None:
+        """Stop or restart the relay when ``leg`` holds or resumes (RFC 3264 8.4).
+
+        We answered a holding party recvonly or inactive, so nothing may be sent to
+        it; its partner is offered sendonly. Breaking the bridge does both; it is
+        made again only once neither side holds.
+        """
+        a, b = leg.endpoint_id, partner.endpoint_id
+        if a is None or b is None:
+            return
+        try:
+            if leg.held or partner.held:
+                self.b2bua.media(Disconnect(endpoint_id=a))
+            else:
+                self.b2bua.media(Connect(endpoint_a=a, endpoint_b=b))
+        except MediaError as exc:
+            leg.log.warning("hold media on %s: %s", leg.leg_id, exc)
 
     async def reinvite(self, leg: Leg, direction: Direction) -> None:
         """Send our re-INVITE on ``leg`` (hold relay); 481/408/timeout end the call."""
@@ -1515,17 +1588,11 @@ class Call:
             self.bridged = None
 
     def adopt_leg(self, leg: Leg, *, from_call: Call) -> None:
-        """Take ``leg`` over from ``from_call`` (and its trunk slot, if we have none).
-
-        TODO: when both calls hold a trunk slot, the moved leg's slot is released
-        with ``from_call``; cost: that trunk counts one call less until this ends.
-        """
+        """Take ``leg`` over from ``from_call``; its trunk slot moves with it."""
         if leg is from_call.inbound:
             # The consultation's caller moves: the old call keeps an ended stand-in.
             from_call.inbound = _ended_copy(leg)
         self.outbound.append(leg)
-        if from_call.trunk is not None and self.trunk is None:
-            self.trunk, from_call.trunk = from_call.trunk, None
         self.b2bua.adopt(leg, self)
 
     async def _transfer(self, referrer: Leg, transferee: Leg, number: str) -> None:

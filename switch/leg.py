@@ -17,6 +17,7 @@ import enum
 import itertools
 import logging
 import re
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ CAUSE_USER_BUSY = 17
 CAUSE_NO_USER_RESPONDING = 18
 CAUSE_NO_ANSWER = 19
 CAUSE_CALL_REJECTED = 21
+CAUSE_NO_CIRCUIT = 34
 CAUSE_NORMAL_UNSPECIFIED = 31
 CAUSE_TEMPORARY_FAILURE = 41
 CAUSE_SWITCHING_CONGESTION = 42
@@ -74,7 +76,25 @@ STATUS_TO_CAUSE: dict[int, int] = {
 # RFC 3326 section 2: Reason: Q.850 ;cause=16 ;text="..."
 _REASON_CAUSE = re.compile(r"^\s*Q\.850\s*;(?:.*;)?\s*cause\s*=\s*(\d+)", re.IGNORECASE)
 
+# Leg ids key the CDR's legs table, so they must not repeat after a restart: a
+# per-process random prefix, then a counter (short in logs, ordered within a run).
+_LEG_ID_PREFIX = secrets.token_hex(3)
 _leg_ids = itertools.count(1)
+
+
+class Ringback(enum.Enum):
+    """What an unanswered caller hears while the callee rings (``[limits] ringback``).
+
+    ``RELAY`` passes the callee's 180 and early media (183 with SDP) through;
+    ``LOCAL`` answers the caller's offer in a 183 and plays our own ringback tone,
+    whatever the callee sends early (carriers' announcements, odd tones).
+    """
+
+    RELAY = "relay"
+    LOCAL = "local"
+
+
+RINGBACK_MODES = tuple(mode.value for mode in Ringback)
 
 
 def cause_for_status(status: int) -> int:
@@ -153,7 +173,7 @@ class Leg:
         destination: Address,
         media_host: str,
     ) -> None:
-        self.leg_id = f"L{next(_leg_ids)}"
+        self.leg_id = f"L{_LEG_ID_PREFIX}-{next(_leg_ids)}"
         self.role = role
         self.call_id = call_id
         self.peer = peer
@@ -162,6 +182,8 @@ class Leg:
         self.dialog: Dialog | None = None
         self.invite: Request | None = None  # the dialog-creating INVITE
         self.trunk: str | None = None  # outbound leg through this trunk
+        # The trunk whose call slot this leg holds (inbound from or outbound to it).
+        self.trunk_slot: str | None = None
         self.session = LocalSession(address=media_host)
         self.endpoint_id: int | None = None
         self.rtp_port = 0

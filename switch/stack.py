@@ -68,7 +68,9 @@ KNOWN_METHODS = frozenset(
         "PUBLISH",
     }
 )
-SUPPORTED = frozenset({"path", "outbound", "replaces", "timer", "100rel"})
+# RFC 3261 20.37: the extensions we implement. Not RFC 3327 Path nor RFC 5626
+# outbound (reg-id, flow tokens): a REGISTER requiring them gets 420.
+SUPPORTED = frozenset({"replaces", "timer", "100rel"})
 
 Handler = Callable[[Request, Address], Awaitable[Response | None] | Response | None]
 TraceSink = Callable[[str, bytes, Address, tuple[str, int] | None], None]
@@ -202,7 +204,7 @@ class SipStack:
         self._rejected += 1
         logger.info(
             "[%s] %s from %s:%s refused %d %s",
-            request.headers.get("Call-ID"),
+            request.headers.get("Call-ID") or "no Call-ID",
             request.method,
             source[1],
             source[2],
@@ -360,6 +362,8 @@ class SipStack:
         transport = destination[0]
         if add_via:
             self._add_via(request, transport)
+        # Before the size check: the header counts towards the UDP limit.
+        request.headers.set("User-Agent", self.user_agent)
         if (
             add_via
             and transport == "UDP"
@@ -368,7 +372,6 @@ class SipStack:
             destination = ("TCP", destination[1], destination[2])
             request.headers = Headers(list(request.headers)[1:])
             self._add_via(request, "TCP")
-        request.headers.set("User-Agent", self.user_agent)
         key = self.layer.send_request(request, destination, self.now)
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[key] = future

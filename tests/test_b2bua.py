@@ -1357,3 +1357,162 @@ async def test_refer_with_replaces_of_an_unknown_dialog_gets_481() -> None:
     )
     assert world.b2bua.handle_refer(refer, PHONE_B).status == 481
     await world.b2bua.stop()
+
+
+# -- per-trunk call limits and CDR keys ------------------------------------------------
+
+
+class LimitedTrunks(FakeTrunks):
+    """FakeTrunks with a real per-trunk counter, as switch.trunks.Trunks keeps."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    def acquire(self, name: str) -> bool:
+        if self.in_use >= self.limit:
+            return False
+        self.in_use += 1
+        return True
+
+    def release(self, name: str) -> None:
+        assert self.in_use > 0, "a slot released twice"
+        self.in_use -= 1
+
+
+async def test_inbound_calls_from_a_full_trunk_get_503_and_slots_come_back() -> None:
+    bindings = {"1002": [FakeBinding("sip:1002@127.0.0.1:40002", PHONE_B)]}
+    world = make_world(bindings, limits=Limits(retry_after=9))
+    trunks = LimitedTrunks(limit=1)
+    world.b2bua.trunks = trunks
+    assert world.b2bua.handle_invite(invite("1002"), TRUNK) is None
+    assert trunks.in_use == 1
+    refused = world.b2bua.handle_invite(invite("1002", branch="z9hG4bK2"), TRUNK)
+    assert isinstance(refused, Response) and refused.status == 503
+    assert refused.headers.get("Retry-After") == "9"
+    await settle()
+    await world.b2bua.stop()
+    assert trunks.in_use == 0
+    # the slot is free again: the next carrier call is accepted
+    assert world.b2bua.handle_invite(invite("1002", branch="z9hG4bK3"), TRUNK) is None
+    assert trunks.in_use == 1
+    await settle()
+    await world.b2bua.stop()
+    assert trunks.in_use == 0
+
+
+async def test_bridge_to_a_full_trunk_fails_503_cause_34_and_keeps_no_slot() -> None:
+    world = bridging_world()
+    # one slot: taken by the inbound carrier call itself, so the bridge out is refused
+    trunks = LimitedTrunks(limit=1)
+    world.b2bua.trunks = trunks
+    assert world.b2bua.handle_invite(invite("700"), TRUNK) is None
+    await settle()
+    assert world.stack.by_method("INVITE") == []
+    ended = [e for e in world.events if type(e).__name__ == "CallEnded"]
+    assert ended, "the call should end when nothing can be rung"
+    assert trunks.in_use == 0
+
+
+async def test_bridge_out_holds_a_second_slot_until_the_call_ends() -> None:
+    world = bridging_world()
+    trunks = LimitedTrunks(limit=2)
+    world.b2bua.trunks = trunks
+    assert world.b2bua.handle_invite(invite("700"), TRUNK) is None
+    await settle()
+    (out,) = world.stack.by_method("INVITE")
+    assert trunks.in_use == 2
+    out.future.set_result(reply(out, 200, body=answer_sdp()))
+    await settle()
+    assert "CallBridged" in names(world)
+    await world.b2bua.stop()
+    assert trunks.in_use == 0
+
+
+async def test_every_refused_call_has_its_own_call_id() -> None:
+    world = make_world()
+    world.b2bua.handle_invite(invite("94951234567"), TRUNK)
+    world.b2bua.handle_invite(invite("5555", branch="z9hG4bK2"), TRUNK)
+    rejected = [e for e in world.events if type(e).__name__ == "CallRejected"]
+    ids = [e.call_id for e in rejected]  # type: ignore[attr-defined]
+    assert len(ids) == 2 and all(ids) and ids[0] != ids[1]
+
+
+def test_leg_ids_differ_between_processes() -> None:
+    """Leg ids key the CDR legs table: a restarted switch must not reuse them."""
+    import subprocess
+    import sys
+
+    code = "from switch.leg import Leg, LegRole; print(Leg(role=LegRole.INBOUND, "
+    code += "call_id='x', peer='p', destination=('UDP','127.0.0.1',1), "
+    code += "media_host='127.0.0.1').leg_id)"
+    first, second = (
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    )
+    assert first.startswith("L") and first != second
+
+
+async def test_hold_breaks_the_relay_and_unhold_makes_it_again() -> None:
+    from media.commands import Disconnect
+
+    world = make_world(ONE_BINDING)
+    reinvite = await _held_by_caller(world)
+    call = next(iter(world.b2bua.calls.values()))
+    assert call.bridged is not None
+    caller_endpoint = call.inbound.endpoint_id
+    callee_endpoint = call.bridged[1].endpoint_id
+    # nothing may be sent to the party we answered recvonly: the bridge is broken
+    disconnects = [c for c in world.engine.commands if isinstance(c, Disconnect)]
+    assert [d.endpoint_id for d in disconnects] == [caller_endpoint]
+    reinvite.future.set_result(reply(reinvite, 200, body=answer_sdp(34000)))
+    await settle()
+    before = len(world.engine.commands)
+    resumed = world.b2bua.handle_invite(
+        from_caller(world, "INVITE", 3, body=OFFER), TRUNK
+    )
+    assert isinstance(resumed, Response) and resumed.status == 200
+    assert b"a=sendrecv" in resumed.body or b"a=recvonly" not in resumed.body
+    connects = [c for c in world.engine.commands[before:] if isinstance(c, Connect)]
+    assert [(c.endpoint_a, c.endpoint_b) for c in connects] == [
+        (caller_endpoint, callee_endpoint)
+    ]
+    await world.b2bua.stop()
+
+
+@pytest.mark.parametrize("early_body", ["", "sdp"])
+async def test_local_ringback_replaces_the_callees_ringing_and_early_media(
+    early_body: str,
+) -> None:
+    from media.commands import Play, Tone, ToneName
+    from switch.leg import Ringback
+
+    world = make_world(ONE_BINDING, limits=Limits(ringback=Ringback.LOCAL))
+    world.b2bua.handle_invite(invite("1002"), TRUNK)
+    await settle()
+    (sent,) = world.stack.by_method("INVITE")
+    assert sent.on_provisional is not None
+    body = answer_sdp(33000) if early_body else ""
+    sent.on_provisional(reply(sent, 183 if body else 180, body=body))
+    # the caller gets our 183 with our answer, and our tone plays into it
+    assert world.stack.statuses() == [183]
+    assert b"m=audio 20002 " in world.stack.responses[0].body
+    plays = [c for c in world.engine.commands if isinstance(c, Play)]
+    assert len(plays) == 1 and plays[0].loop
+    assert plays[0].items == (Tone(name=ToneName.RINGBACK),)
+    assert (
+        plays[0].endpoint_id
+        == next(iter(world.b2bua.calls.values())).inbound.endpoint_id
+    )
+    # the callee's early media is not bridged: nothing connected before the answer
+    assert not any(isinstance(c, Connect) for c in world.engine.commands)
+    sent.on_provisional(reply(sent, 180))
+    assert world.stack.statuses() == [183]
+    sent.future.set_result(reply(sent, 200, body=answer_sdp(33000)))
+    await settle()
+    assert world.stack.statuses() == [183, 200]
+    # the bridge (which stops the tone in the engine) is made on answer
+    assert any(isinstance(c, Connect) for c in world.engine.commands)
+    await world.b2bua.stop()

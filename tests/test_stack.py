@@ -93,6 +93,9 @@ async def test_options_answered_with_capabilities(stack: SipStack) -> None:
     [
         ("Max-Forwards: 0\r\n", 483, None),
         ("Require: no-such-extension\r\n", 420, "Unsupported"),
+        # RFC 3327 Path and RFC 5626 outbound are not implemented, so not Supported
+        ("Require: path\r\n", 420, "Unsupported"),
+        ("Require: outbound\r\n", 420, "Unsupported"),
     ],
 )
 async def test_bad_requests_are_refused_with_their_status(
@@ -103,7 +106,7 @@ async def test_bad_requests_are_refused_with_their_status(
     response = await peer.receive()
     assert response.status == status
     if header:
-        assert response.headers.get(header) == "no-such-extension"
+        assert response.headers.get(header) == extra.split(": ")[1].strip()
     peer.close()
 
 
@@ -232,6 +235,39 @@ async def test_request_too_big_for_udp_goes_over_tcp(stack: SipStack) -> None:
     assert b"SIP/2.0/TCP" in data.split(b"\r\n")[1]
     pending.cancel()
     server.close()
+
+
+async def test_user_agent_counts_towards_the_udp_limit() -> None:
+    """A request that fits only without our User-Agent still goes over TCP."""
+    sip = SipStack(timers=Timers(t1=0.02, t2=0.08, t4=0.1), user_agent="u" * 200)
+    await sip.start(host=HOST, port=free_port())
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind((HOST, 0))
+    udp.setblocking(False)
+    port = udp.getsockname()[1]
+    accepted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    async def on_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        if not accepted.done():
+            accepted.set_result(True)
+        writer.close()
+
+    server = await asyncio.start_server(on_connection, HOST, port)
+    try:
+        request = _options_to(port)
+        size = len(request.to_bytes())
+        # Via (~70 bytes) plus padding: just under the limit without User-Agent
+        padding = sip.transports.udp_max_size - size - 120
+        request.headers.add("X-Padding", "x" * padding)
+        pending = asyncio.ensure_future(sip.request(request, ("UDP", HOST, port)))
+        assert await asyncio.wait_for(accepted, 5)
+        pending.cancel()
+    finally:
+        server.close()
+        udp.close()
+        await sip.stop()
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
