@@ -134,10 +134,13 @@ class CreateEndpoint:
 
     ``latching`` (symmetric RTP, RFC 4961 + NAT latching) makes the endpoint send to the
     address the first valid packet came from; switch it off for trunks with fixed
-    addresses.
+    addresses. ``near`` names an endpoint this one will be bridged, recorded or mixed
+    with: with media worker processes (:mod:`media.workers`) both must live in the
+    same one; a single engine ignores it.
     """
 
     latching: bool = True
+    near: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -237,7 +240,12 @@ class StopRecord:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CreateMixer:
-    """Create an empty N-party mixer (conference, whisper, barge)."""
+    """Create an empty N-party mixer (conference, whisper, barge).
+
+    ``near``: an endpoint that will be a member (see :class:`CreateEndpoint`).
+    """
+
+    near: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

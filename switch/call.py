@@ -326,8 +326,13 @@ class Call:
     # ------------------------------------------------------------ media
 
     def create_endpoint(self, leg: Leg, *, latching: bool = True) -> None:
-        """Give ``leg`` an RTP endpoint (raises MediaError when none is free)."""
-        result = self.b2bua.media(CreateEndpoint(latching=latching))
+        """Give ``leg`` an RTP endpoint (raises MediaError when none is free).
+
+        Every endpoint of a call is placed near the inbound leg's, so that with
+        media worker processes the call's bridge stays inside one of them.
+        """
+        near = None if leg is self.inbound else self.inbound.endpoint_id
+        result = self.b2bua.media(CreateEndpoint(latching=latching, near=near))
         assert isinstance(result, EndpointCreated)
         leg.endpoint_id = result.endpoint_id
         leg.rtp_port = result.rtp_port

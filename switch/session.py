@@ -242,7 +242,9 @@ class CallSession:
         if inbound.endpoint_id is None or call.ended:
             raise Hangup(call.call_id)
         media = inbound.media
-        created = call.b2bua.media(CreateEndpoint(latching=False))
+        created = call.b2bua.media(
+            CreateEndpoint(latching=False, near=inbound.endpoint_id)
+        )
         assert isinstance(created, EndpointCreated)
         loop_id = created.endpoint_id
         call.extra_endpoints.append(loop_id)
