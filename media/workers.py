@@ -16,6 +16,7 @@ the port of a new endpoint for its SDP). Events travel the other way at any time
 are read by the signalling loop's reader on the pipe; one that arrives while a
 result is awaited is kept and delivered right after, in order.
 
+
 Ids are the worker's own ids made global: ``global = local * workers + index``, so
 the worker of any id is ``id % workers``, with no table to keep. Endpoints that are
 bridged, recorded or mixed together must live in one process (a bridge is a
@@ -33,9 +34,12 @@ import collections
 import contextlib
 import dataclasses
 import logging
-import multiprocessing
 import multiprocessing.connection
 import os
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +57,14 @@ from media.commands import (
 from media.engine import EngineConfig, MediaEngine
 
 logger = logging.getLogger(__name__)
+# TODO: each command is a synchronous round trip (measured 70-120 us of the
+# signalling process's CPU on a loaded 2-core box, mostly the wake-up of the
+# worker inside write()); about a dozen per call. Commands whose results the
+# switch can know in advance (ids and ports allocated here) could be batched
+# and sent without waiting.
+# TODO: an attended transfer joins legs of two calls, which may live in two
+# workers: that Connect is refused (the transfer's audio is lost). Moving an
+# endpoint's socket to the other worker (SCM_RIGHTS) would fix it.
 
 # Fields of commands, results and events that hold engine ids (endpoints, playbacks,
 # mixers and recordings share one id sequence per engine).
@@ -108,14 +120,30 @@ def split_ports(port_min: int, port_max: int, workers: int) -> list[tuple[int, i
     return shares
 
 
+_ID_FIELDS_OF: dict[type, tuple[str, ...]] = {}
+
+
+def _id_fields(kind: type) -> tuple[str, ...]:
+    """The id fields of a command, result or event class (looked up once per class)."""
+    names = _ID_FIELDS_OF.get(kind)
+    if names is None:
+        names = ()
+        if dataclasses.is_dataclass(kind):
+            fields = dataclasses.fields(kind)
+            names = tuple(f.name for f in fields if f.name in ID_FIELDS)
+        _ID_FIELDS_OF[kind] = names
+    return names
+
+
 def _map_ids(value: Any, convert: Callable[[int], int]) -> Any:
     """``value`` with every id field converted (dataclasses are frozen: replaced)."""
-    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+    names = _id_fields(type(value))
+    if not names:
         return value
     changes = {
-        field.name: convert(getattr(value, field.name))
-        for field in dataclasses.fields(value)
-        if field.name in ID_FIELDS and getattr(value, field.name) is not None
+        name: convert(getattr(value, name))
+        for name in names
+        if getattr(value, name) is not None
     }
     return dataclasses.replace(value, **changes) if changes else value
 
@@ -148,29 +176,49 @@ class WorkerPool:
         self._endpoints = [0] * workers  # live endpoints per worker, for placement
         self._owner: dict[int, int] = {}  # endpoint id -> worker (for the counts)
         self.closed = False
-        context = multiprocessing.get_context("spawn")
         self._pipes: list[multiprocessing.connection.Connection] = []
-        self._processes: list[multiprocessing.process.BaseProcess] = []
+        self._processes: list[subprocess.Popen[bytes]] = []
         shares = split_ports(config.port_min, config.port_max, workers)
-        for index, (low, high) in enumerate(shares):
-            share = dataclasses.replace(config, port_min=low, port_max=high)
-            ours, theirs = context.Pipe(duplex=True)
-            process = context.Process(
-                target=_worker_main,
-                args=(theirs, share, index),
-                name=f"ccswitch-media-{index}",
-                daemon=True,
-            )
-            process.start()
-            theirs.close()
-            self._pipes.append(ours)
-            self._processes.append(process)
-        for index, pipe in enumerate(self._pipes):
-            if not pipe.poll(START_TIMEOUT) or pipe.recv() != "ready":
-                self.close()
-                raise WorkerDied(f"media worker {index} did not start")
-            self._loop.add_reader(pipe.fileno(), self._on_readable, index)
+        try:
+            for index, (low, high) in enumerate(shares):
+                share = dataclasses.replace(config, port_min=low, port_max=high)
+                self._start(index, share)
+            for index, pipe in enumerate(self._pipes):
+                if not pipe.poll(START_TIMEOUT) or pipe.recv() != "ready":
+                    raise WorkerDied(f"media worker {index} did not start")
+                self._loop.add_reader(pipe.fileno(), self._on_readable, index)
+        except (OSError, EOFError, WorkerDied) as exc:
+            self.close()
+            if isinstance(exc, WorkerDied):
+                raise
+            raise WorkerDied(f"media workers did not start: {exc}") from None
         logger.info("%d media workers started (ports %s)", workers, shares)
+
+    def _start(self, index: int, share: EngineConfig) -> None:
+        """One worker: ``python -m media.workers FD INDEX``, its settings sent first.
+
+        A plain subprocess, not multiprocessing's spawn, which would import the
+        switch's own main module again in every worker.
+        """
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "media.workers",
+                    str(theirs.fileno()),
+                    str(index),
+                ],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        finally:
+            theirs.close()
+        pipe = multiprocessing.connection.Connection(ours.detach())
+        self._processes.append(process)
+        self._pipes.append(pipe)
+        pipe.send(share)
 
     # ---------------------------------------------------------------- public API
 
@@ -198,12 +246,13 @@ class WorkerPool:
                 self._loop.remove_reader(pipe.fileno())
             with contextlib.suppress(OSError, ValueError):
                 pipe.send(_Stop())
-        for process in self._processes:
-            process.join(STOP_TIMEOUT)
-            if process.is_alive():
-                logger.warning("media worker %s did not stop: killed", process.name)
+        for index, process in enumerate(self._processes):
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                logger.warning("media worker %d did not stop: killed", index)
                 process.kill()
-                process.join(STOP_TIMEOUT)
+                process.wait(STOP_TIMEOUT)
         for pipe in self._pipes:
             pipe.close()
 
@@ -299,11 +348,14 @@ class WorkerPool:
 # ---------------------------------------------------------------------- the worker
 
 
-def _worker_main(
-    pipe: multiprocessing.connection.Connection, config: EngineConfig, index: int
-) -> None:
-    """A worker process: one engine on its own uvloop, commands from ``pipe``."""
+def _worker_main(fd: int, index: int) -> None:
+    """A worker process: one engine on its own uvloop, commands from the pipe."""
     import uvloop
+
+    # Ctrl-C reaches the whole process group: the switch stops us in order.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    pipe = multiprocessing.connection.Connection(fd)
+    config = pipe.recv()
 
     logging.basicConfig(
         level=logging.WARNING,
@@ -352,3 +404,11 @@ async def _serve(
         loop.remove_reader(pipe.fileno())
         engine.close()
         pipe.close()
+
+
+if __name__ == "__main__":
+    # Run as media.workers, not __main__: the commands pickled by the switch name
+    # this module's classes (``_Stop``), which must be the ones we compare with.
+    from media.workers import _worker_main as run_worker
+
+    run_worker(int(sys.argv[1]), int(sys.argv[2]))

@@ -56,7 +56,7 @@ async def pool() -> AsyncIterator[tuple[WorkerPool, list[MediaEvent]]]:
         yield workers, events
     finally:
         workers.close()
-    assert all(not process.is_alive() for process in workers._processes)
+    assert all(process.poll() is not None for process in workers._processes)
 
 
 def test_port_range_is_shared_in_whole_pairs() -> None:
