@@ -20,7 +20,9 @@ challenged. Nothing unidentified is ever routed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -33,8 +35,11 @@ from media.commands import (
     EndpointTimeout,
     MediaError,
     MediaEvent,
+    Play,
     PlaybackFinished,
     Result,
+    Tone,
+    ToneName,
 )
 from media.commands import (
     DtmfReceived as MediaDtmf,
@@ -42,6 +47,7 @@ from media.commands import (
 from switch.call import (
     OPTION_100REL,
     Call,
+    CallEndedError,
     called_number,
     new_call_id,
     option_tags,
@@ -66,7 +72,15 @@ from switch.events import (
     LegStarted,
     publish,
 )
-from switch.leg import HangupBy, Leg, LegRole, Ringback, Target, cause_for_status
+from switch.leg import (
+    HangupBy,
+    Leg,
+    LegRole,
+    LegState,
+    Ringback,
+    Target,
+    cause_for_status,
+)
 from switch.registrar import Registrar
 from switch.session import CallSession, Hangup
 from switch.session_timer import negotiate_uas
@@ -87,6 +101,8 @@ logger = logging.getLogger(__name__)
 
 # RFC 3261 21.5.4 / 20.33: the answer when the switch is full.
 STATUS_SERVICE_UNAVAILABLE = 503
+# RFC 3261 21.4.26: what an originated call that the switch ended itself reports.
+STATUS_REQUEST_TERMINATED = 487
 # Default seconds an outbound leg may ring before the caller gets 480.
 DEFAULT_RING_TIMEOUT = 60.0
 # Q.850 cause for a call cut at the maximum duration (recovery on timer expiry).
@@ -136,6 +152,22 @@ class Limits:
     retry_after: int = 30
     ring_timeout: float = DEFAULT_RING_TIMEOUT
     ringback: Ringback = Ringback.RELAY
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Originated:
+    """A call placed by :meth:`B2bua.originate`, both parties connected.
+
+    :param user: the peer of the first leg (the agent's user for a callback).
+    """
+
+    call: Call
+    user: str
+    leg_id: str
+
+    async def wait_hangup(self) -> None:
+        """Until either party hangs up (or the switch ends the call)."""
+        await self.call.ended_event.wait()
 
 
 class B2bua:
@@ -719,6 +751,105 @@ class B2bua:
             # an already answered leg; cost: such transfers get 488.
             return 488
         return self.targets(route)
+
+    # ------------------------------------------------------------ originate
+
+    async def originate(
+        self,
+        *,
+        first: Route,
+        then: Route,
+        caller_id: str,
+        ring_timeout: float | None = None,
+    ) -> Originated | int:
+        """A call the switch places itself (callbacks, later the dialer).
+
+        ``first`` is rung; once it answers it hears our ringback while ``then`` is
+        rung, and the two are bridged when ``then`` answers. A callback rings the
+        reserved agent first, so that no customer answers into silence. There is
+        no caller leg: the call's inbound leg is an ended stand-in, so ending the
+        call sends BYE or CANCEL to the two real legs only.
+
+        :returns: the connected call, or the SIP status of the failed step.
+        """
+        timeout = ring_timeout or self.limits.ring_timeout
+        placeholder = Leg(
+            role=LegRole.INBOUND,
+            call_id=f"originate-{secrets.token_hex(6)}",
+            peer=caller_id,
+            destination=("UDP", self.media_host, 0),
+            media_host=self.media_host,
+        )
+        placeholder.set_state(LegState.ENDED)
+        caller = Caller(
+            kind="switch", name="originate", number=caller_id, allow_outbound=True
+        )
+        kind, target = _route_label(then)
+        call = Call(self, inbound=placeholder, caller=caller, called=target)
+        self.calls[call.call_id] = call
+        now = time.time()
+        publish(
+            self.bus,
+            CallStarted(
+                at=now,
+                call_id=call.call_id,
+                sip_call_id=placeholder.call_id,
+                caller=caller_id,
+                called=target,
+                source="switch",
+                trunk=None,
+                user=None,
+            ),
+        )
+        publish(
+            self.bus, CallRouted(at=now, call_id=call.call_id, kind=kind, target=target)
+        )
+        try:
+            first_leg = await self._originate_leg(call, first, timeout)
+            if isinstance(first_leg, int):
+                call.end(
+                    hangup_by="callee",
+                    status=first_leg,
+                    cause=cause_for_status(first_leg),
+                )
+                return first_leg
+            call.answered_at = call.answered_at or time.time()
+            self._ringback(first_leg)
+            second_leg = await self._originate_leg(call, then, timeout)
+            if isinstance(second_leg, int):
+                call.end(
+                    hangup_by="callee",
+                    status=second_leg,
+                    cause=cause_for_status(second_leg),
+                )
+                return second_leg
+        except CallEndedError:
+            return STATUS_REQUEST_TERMINATED
+        call.connect(first_leg, second_leg)
+        return Originated(call=call, user=first_leg.peer, leg_id=first_leg.leg_id)
+
+    async def _originate_leg(
+        self, call: Call, route: Route, timeout: float
+    ) -> Leg | int:
+        targets = self.targets(route)
+        if isinstance(targets, int):
+            return targets
+        result = await call.dial(targets, ring_timeout=timeout, relay=False)
+        if call.ended:
+            raise CallEndedError(call.call_id)
+        return result.leg if result.leg is not None else result.status
+
+    def _ringback(self, leg: Leg) -> None:
+        if leg.endpoint_id is None:
+            return
+        with contextlib.suppress(MediaError):
+            self.media(
+                Play(
+                    endpoint_id=leg.endpoint_id,
+                    items=(Tone(name=ToneName.RINGBACK),),
+                    loop=True,
+                )
+            )
 
     # ------------------------------------------------------------ other requests
 

@@ -331,12 +331,22 @@ class Call:
         Every endpoint of a call is placed near the inbound leg's, so that with
         media worker processes the call's bridge stays inside one of them.
         """
-        near = None if leg is self.inbound else self.inbound.endpoint_id
+        near = None if leg is self.inbound else self._anchor_endpoint()
         result = self.b2bua.media(CreateEndpoint(latching=latching, near=near))
         assert isinstance(result, EndpointCreated)
         leg.endpoint_id = result.endpoint_id
         leg.rtp_port = result.rtp_port
         self.b2bua.register_endpoint(result.endpoint_id, self, leg)
+
+    def _anchor_endpoint(self) -> int | None:
+        """The endpoint the call's others are placed near: the inbound leg's, or for
+        an originated call (no caller) its first outbound leg's."""
+        if self.inbound.endpoint_id is not None:
+            return self.inbound.endpoint_id
+        return next(
+            (leg.endpoint_id for leg in self.outbound if leg.endpoint_id is not None),
+            None,
+        )
 
     def apply_media(self, leg: Leg, media: NegotiatedMedia) -> None:
         """Point ``leg``'s endpoint at the negotiated stream (remote, codec, events)."""
@@ -637,8 +647,8 @@ class Call:
     def _outbound_from(self) -> str:
         """The caller's identity as the callee sees it: number at our host, new tag."""
         inbound = self.inbound
-        assert inbound.invite is not None
-        display = inbound.invite.from_.display_name
+        # An originated call (B2bua.originate) has no caller INVITE to take it from.
+        display = None if inbound.invite is None else inbound.invite.from_.display_name
         host = self.b2bua.contact().uri
         assert isinstance(host, SipUri)
         number = self.caller.number or "anonymous"

@@ -1516,3 +1516,93 @@ async def test_local_ringback_replaces_the_callees_ringing_and_early_media(
     # the bridge (which stops the tone in the engine) is made on answer
     assert any(isinstance(c, Connect) for c in world.engine.commands)
     await world.b2bua.stop()
+
+
+# -- calls the switch places itself (callbacks) -----------------------------------------
+
+
+async def test_originate_rings_the_agent_then_the_customer_and_bridges() -> None:
+    from media.commands import Play, Tone, ToneName
+    from switch.b2bua import Originated
+    from switch.dialplan import ToTrunk, ToUser
+
+    world = make_world(ONE_BINDING)
+    task = asyncio.ensure_future(
+        world.b2bua.originate(
+            first=ToUser(user="1002"),
+            then=ToTrunk(trunk="demo", number="+74951234567"),
+            caller_id="4001",
+        )
+    )
+    await settle()
+    (agent,) = world.stack.by_method("INVITE")
+    assert agent.destination == PHONE_B
+    assert agent.request.from_.uri.user == "4001"  # type: ignore[union-attr]
+    agent.future.set_result(reply(agent, 200, body=answer_sdp(33000)))
+    await settle()
+    # the agent answered: ACKed, hears our ringback, and the customer is rung
+    assert world.stack.acks[-1].call_id == agent.request.call_id
+    plays = [c for c in world.engine.commands if isinstance(c, Play)]
+    assert plays and plays[-1].items == (Tone(name=ToneName.RINGBACK),)
+    customer = world.stack.by_method("INVITE")[1]
+    assert customer.destination == TRUNK
+    assert str(customer.request.uri) == "sip:+74951234567@192.0.2.1"
+    customer.future.set_result(reply(customer, 200, body=answer_sdp(34000)))
+    placed = await asyncio.wait_for(task, 2)
+    assert isinstance(placed, Originated) and placed.user == "1002"
+    connects = [c for c in world.engine.commands if isinstance(c, Connect)]
+    assert len(connects) == 1
+    assert "CallBridged" in names(world)
+    # the customer hangs up: the agent's leg gets BYE and the caller of
+    # wait_hangup learns it
+    world.b2bua.handle_bye(from_callee(world, customer.request, "BYE", 2), TRUNK)
+    await asyncio.wait_for(placed.wait_hangup(), 2)
+    byes = world.stack.by_method("BYE")
+    assert [b.request.call_id for b in byes] == [agent.request.call_id]
+    assert world.b2bua.calls == {}
+    ended = [e for e in world.events if type(e).__name__ == "CallEnded"]
+    assert ended[-1].answered  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("who", ["agent", "customer"])
+async def test_originate_reports_the_failed_step_and_leaves_nothing(who: str) -> None:
+    from switch.dialplan import ToTrunk, ToUser
+
+    world = make_world(ONE_BINDING)
+    task = asyncio.ensure_future(
+        world.b2bua.originate(
+            first=ToUser(user="1002"),
+            then=ToTrunk(trunk="demo", number="+74951234567"),
+            caller_id="4001",
+        )
+    )
+    await settle()
+    (agent,) = world.stack.by_method("INVITE")
+    if who == "agent":
+        agent.future.set_result(reply(agent, 486))
+        assert await asyncio.wait_for(task, 2) == 486
+        assert len(world.stack.by_method("INVITE")) == 1  # the customer never rung
+    else:
+        agent.future.set_result(reply(agent, 200, body=answer_sdp(33000)))
+        await settle()
+        customer = world.stack.by_method("INVITE")[1]
+        customer.future.set_result(reply(customer, 480))
+        assert await asyncio.wait_for(task, 2) == 480
+        # the agent who answered is released with a BYE
+        byes = world.stack.by_method("BYE")
+        assert [b.request.call_id for b in byes] == [agent.request.call_id]
+    assert world.b2bua.calls == {}
+    assert world.engine.open == set()
+
+
+async def test_originate_to_nobody_registered_gives_480_at_once() -> None:
+    from switch.dialplan import ToTrunk, ToUser
+
+    world = make_world()
+    status = await world.b2bua.originate(
+        first=ToUser(user="1002"),
+        then=ToTrunk(trunk="demo", number="+74951234567"),
+        caller_id="4001",
+    )
+    assert status == 480
+    assert world.b2bua.calls == {} and world.stack.sent == []
