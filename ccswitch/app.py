@@ -15,16 +15,20 @@ import time
 
 from pyee import EventEmitter
 
+from ccswitch.acd_runtime import AcdRuntime
 from ccswitch.config import Config
+from ccswitch.ivr_runtime import IvrRuntime
 from ccswitch.logs import SipTrace, get_sip_trace
 from ccswitch.store import Store
 from media.commands import MediaEvent
 from media.engine import EngineConfig, MediaEngine
+from media.workers import WorkerPool
 from switch.apps import BUILTIN_APPS
 from switch.b2bua import B2bua, Limits
 from switch.cdr import CdrRecorder
 from switch.dialplan import Dialplan, Rule
 from switch.events import new_bus
+from switch.leg import Ringback
 from switch.qualify import Qualifier
 from switch.registrar import Registrar
 from switch.sip.auth import DigestServer
@@ -173,8 +177,19 @@ class Switch:
             trunk_available=self.trunks.available,
         )
         self.cdr = CdrRecorder(bus=self.bus, store=self.store)
+        # the IVR (issue 5): flows, prompts, demo CRM; the ACD sets ivr.services.queue
+        self.ivr = IvrRuntime(config.ivr, bus=self.bus, store=self.store)
+        # the ACD (issue 6): queues and agents; the IVR hands callers over by its hook
+        self.acd = AcdRuntime(
+            config,
+            bus=self.bus,
+            store=self.store,
+            registrar=self.registrar,
+            prompt_library=self.ivr.registry.library,
+        )
+        self.ivr.services.queue = self.acd.ivr_hook
         # The media engine and the B2BUA need the running loop: made in start().
-        self.engine: MediaEngine | None = None
+        self.engine: MediaEngine | WorkerPool | None = None
         self.b2bua: B2bua | None = None
 
     def _start_calls(self) -> None:
@@ -183,12 +198,15 @@ class Switch:
         rtp = self.config.rtp
         # TODO: a separate media address setting; binding SIP to 0.0.0.0 would put
         # 0.0.0.0 in our SDP.
-        self.engine = MediaEngine(
-            EngineConfig(
-                host=sip.listen_host, port_min=rtp.port_low, port_max=rtp.port_high
-            ),
-            on_event=self._on_media_event,
+        engine_config = EngineConfig(
+            host=sip.listen_host, port_min=rtp.port_low, port_max=rtp.port_high
         )
+        if rtp.media_workers:
+            self.engine = WorkerPool(
+                engine_config, workers=rtp.media_workers, on_event=self._on_media_event
+            )
+        else:
+            self.engine = MediaEngine(engine_config, on_event=self._on_media_event)
         limits = self.config.limits
         self.b2bua = B2bua(
             stack=self.stack,
@@ -203,11 +221,13 @@ class Switch:
                 max_duration=limits.max_call_duration,
                 retry_after=limits.retry_after,
                 ring_timeout=limits.ring_timeout,
+                ringback=Ringback(limits.ringback),
             ),
-            apps=dict(BUILTIN_APPS),
+            apps={**BUILTIN_APPS, "ivr": self.ivr.app, **self.acd.apps},
             media_host=sip.listen_host,
         )
         self.b2bua.install()
+        self.acd.attach(self.b2bua)
 
     def _on_media_event(self, event: MediaEvent) -> None:
         if self.b2bua is not None:
@@ -230,7 +250,9 @@ class Switch:
     async def start(self) -> None:
         await self.store.open()
         self.cdr.start()  # trunks, dialplan, CDRs (issue 4)
+        await self.ivr.start()  # the IVR (issue 5)
         await self.registrar.start()
+        await self.acd.start()  # the ACD (issue 6): after the bindings are loaded
         self._start_calls()
         sip = self.config.sip
         tls_context = None
@@ -260,6 +282,8 @@ class Switch:
         await self.stack.stop()
         if self.engine is not None:
             self.engine.close()
+        await self.ivr.stop()  # the IVR (issue 5): before the store
+        await self.acd.stop()  # the ACD (issue 6): flushes the queue log to the store
         await self.cdr.stop()  # trunks, dialplan, CDRs (issue 4): before the store
         await self.store.close()
         if self.trace is not None:

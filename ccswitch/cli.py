@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import signal
 from collections.abc import Callable, Coroutine
 from datetime import datetime
@@ -23,6 +24,7 @@ import click
 import uvloop
 
 from ccswitch import __version__
+from ccswitch.acd_cli import add_acd_commands
 from ccswitch.config import (
     Config,
     ConfigError,
@@ -88,6 +90,12 @@ def main() -> None:
     "--listen", metavar="HOST:PORT", help="Override sip.listen (UDP and TCP)."
 )
 @click.option("--rtp-ports", metavar="LOW-HIGH", help="Override rtp.ports.")
+@click.option(
+    "--media-workers",
+    metavar="N",
+    type=click.IntRange(0, 64),
+    help="Override rtp.media_workers: media engine processes (0: in-process).",
+)
 @click.option("--db", metavar="PATH", help="Override store.path (SQLite file).")
 @click.option(
     "--log-level",
@@ -103,6 +111,7 @@ def serve(
     config_file: str | None,
     listen: str | None,
     rtp_ports: str | None,
+    media_workers: int | None,
     db: str | None,
     log_level: str | None,
     sip_trace: str | None,
@@ -118,6 +127,7 @@ def serve(
             config,
             listen=listen,
             rtp_ports=rtp_ports,
+            media_workers=media_workers,
             db=db,
             log_level=log_level,
             trace_file=sip_trace,
@@ -148,7 +158,13 @@ def _run(config: Config) -> int:
     try:
         uvloop.run(_serve_until_signalled(app_serve, config))
     except (OSError, StoreError) as error:  # the SIP port is taken, a bad database
-        logger.error("cannot run: %s", error)
+        reason = str(error)
+        cause = error.__cause__
+        plain = not isinstance(error, OSError) or error.strerror is None
+        if isinstance(cause, OSError) and cause.strerror and plain:
+            # uvloop's bind error names the address; the reason is in its cause
+            reason += f": {cause.strerror}"
+        logger.error("cannot run: %s", reason)
         return EXIT_RUNTIME_ERROR
     logger.info("stopped")
     return EXIT_OK
@@ -239,6 +255,82 @@ def user_hash(name: str, password: str | None, realm: str | None) -> None:
     click.echo(f'ha1_sha256 = "{hashlib.sha256(secret).hexdigest()}"')
 
 
+@main.group("flows", context_settings=_CONTEXT)
+def flows_group() -> None:
+    """Check IVR flow files, or make the running switch reload them ([ivr])."""
+
+
+_FLOW_CONFIG = click.option(
+    "--config",
+    "-c",
+    "config_file",
+    metavar="FILE",
+    help="Configuration whose [ivr] section applies. Default: the built-in demo.",
+)
+
+
+def _check_flows(config: Config, folder: str | None) -> bool:
+    """Print "FILE: ok" per good flow and one line per problem; True if all good."""
+    from ccswitch.ivr_runtime import flow_folder, prompt_library
+    from ivr.loader import load_flows
+
+    path = Path(folder) if folder else flow_folder(config.ivr)
+    result = load_flows(path, prompt_library(config.ivr))
+    for flow in result.flows.values():
+        click.echo(f"{flow.source}: ok")
+    for error in result.errors:
+        click.echo(str(error), err=True)
+    if not result.flows and not result.errors:
+        click.echo(f"{path}: no flow files (*.toml)", err=True)
+        return False
+    return not result.errors
+
+
+@flows_group.command("check", context_settings=_CONTEXT)
+@click.argument("folder", required=False)
+@_FLOW_CONFIG
+def flows_check(folder: str | None, config_file: str | None) -> None:
+    """Check every flow file in FOLDER (default: [ivr] flows) as the switch does.
+
+    Dangling or unreachable nodes, loops without caller input, missing prompt files
+    (in every [ivr] language) and wrong types are one line each: file, node, problem.
+    Exit code 2 if any flow fails.
+    """
+    if not _check_flows(_load(config_file), folder):
+        raise SystemExit(EXIT_CONFIG_ERROR)
+
+
+@flows_group.command("reload", context_settings=_CONTEXT)
+@_FLOW_CONFIG
+def flows_reload(config_file: str | None) -> None:
+    """Check the flows, then make the running switch load them for new calls.
+
+    The switch is found by [ivr] pid_file and sent SIGHUP. A flow that fails its
+    checks is reported (exit code 2) and the switch keeps running its old version.
+    """
+    config = _load(config_file)
+    good = _check_flows(config, None)
+    pid_file = config.ivr.pid_file
+    if not pid_file:
+        _fail("ivr.pid_file is not set: cannot find the running switch")
+    try:
+        pid = int(Path(pid_file).read_text().strip())
+    except (OSError, ValueError):
+        _fail(f"{pid_file}: no running switch (no process id in it)")
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists() and b"ccswitch" not in cmdline.read_bytes():
+        _fail(f"{pid_file}: process {pid} is not ccswitch (a stale pid file?)")
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        _fail(f"{pid_file}: process {pid} is not running")
+    except PermissionError:
+        _fail(f"{pid_file}: not allowed to signal process {pid}")
+    click.echo(f"reload signalled to ccswitch process {pid}")
+    if not good:
+        raise SystemExit(EXIT_CONFIG_ERROR)
+
+
 @main.command("cdr", context_settings=_CONTEXT)
 @click.option(
     "--config",
@@ -262,7 +354,8 @@ def cdr(config_file: str | None, db: str | None, limit: int, legs: bool) -> None
 
     One line per call: start time, caller -> called, where the dialplan sent it, the
     result (ANSWERED or the SIP status), talk time in seconds, who hung up, the Q.850
-    cause and the lowest MOS of its legs.
+    cause and the lowest MOS of its legs. A call that went through an IVR flow
+    gets a second line with its path: nodes, [keys] pressed, (data-dip result).
     """
     path = db if db is not None else _load(config_file).store.path
     if path != ":memory:" and not Path(path).is_file():
@@ -279,6 +372,7 @@ def cdr(config_file: str | None, db: str | None, limit: int, legs: bool) -> None
 
 async def _cdr_lines(path: str, limit: int, with_legs: bool) -> list[str]:
     from ccswitch.store import Store
+    from ivr.record import path_summary
 
     store = Store(path)
     await store.open()
@@ -288,6 +382,9 @@ async def _cdr_lines(path: str, limit: int, with_legs: bool) -> list[str]:
         for call in calls:
             legs = await store.call_legs(call.call_id)
             lines.append(_cdr_call_line(call, legs))
+            steps = await store.ivr_steps(call.call_id)
+            if steps:
+                lines.append(f"    ivr {path_summary(steps)}")
             if with_legs:
                 lines.extend(_cdr_leg_line(leg) for leg in legs)
     finally:
@@ -341,6 +438,9 @@ def _cdr_leg_line(leg: Any) -> str:
         f" hangup={leg.hangup_by or '-'}{quality}"
     )
 
+
+# The ACD (issue 6): ccswitch queues, ccswitch agents, ccswitch agent ...
+add_acd_commands(main)
 
 if __name__ == "__main__":
     main(prog_name="ccswitch")

@@ -53,6 +53,7 @@ from switch.dialplan import (
     compile_pattern,
     parse_destination,
 )
+from switch.leg import RINGBACK_MODES
 
 __all__ = [
     "CHECKS",
@@ -62,6 +63,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DialplanRuleConfig",
+    "IvrConfig",
     "Key",
     "Kind",
     "LimitsConfig",
@@ -141,6 +143,8 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 _PREPEND = re.compile(r"[0-9+*#]*")
 # RFC 3261 section 20.33: Retry-After is delta-seconds; a day is a sane ceiling.
 RETRY_AFTER_MAX = 86400
+# More media processes than this is a typing error, not a machine.
+MEDIA_WORKERS_MAX = 64
 
 
 # ---------------------------------------------------------------------------------------
@@ -191,10 +195,15 @@ class RegistrarConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RtpConfig:
-    """``[rtp]``: the inclusive UDP port range for RTP and RTCP (RFC 3550 section 11)."""
+    """``[rtp]``: the inclusive UDP port range for RTP and RTCP (RFC 3550 section 11).
+
+    ``media_workers`` media engine processes share the range (0: the engine runs in
+    the signalling process).
+    """
 
     port_low: int
     port_high: int
+    media_workers: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,12 +246,17 @@ class LimitsConfig:
     progress are untouched. ``max_call_duration`` seconds after which a call is hung
     up (0: no limit). ``ring_timeout`` seconds the called party may ring before the
     caller gets 480 Temporarily Unavailable (the outbound legs are CANCELled).
+    ``ringback`` is what an unanswered caller hears while the callee rings: ``relay``
+    passes the callee's 180 (the caller's phone makes the tone) and its early media
+    (183 with SDP) through; ``local`` answers the caller's offer in a 183 and plays
+    the switch's own ringback tone instead of anything the callee sends early.
     """
 
     max_calls: int = 0
     max_call_duration: float = 14400.0
     retry_after: int = 30
     ring_timeout: float = 60.0
+    ringback: str = "relay"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -302,6 +316,83 @@ class DialplanRuleConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IvrConfig:
+    """``[ivr]``: flow and prompt folders, schedules' time zone, languages (issue 5).
+
+    ``flows``/``prompts`` ``None`` mean the built-in demo flows and default prompts.
+    ``crm_listen_*`` is the demo CRM (``None``: not served); ``variables`` are seeded
+    into every call; ``pid_file`` lets ``ccswitch flows reload`` signal the server.
+    """
+
+    flows: str | None = None
+    prompts: str | None = None
+    time_zone: str = "Europe/Moscow"
+    languages: tuple[str, ...] = ("ru", "en")
+    crm_listen_host: str | None = None
+    crm_listen_port: int | None = None
+    variables: tuple[tuple[str, str], ...] = ()
+    pid_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueConfig:
+    """One ``[[queues]]`` entry: an ACD queue (issue 6; fields as acd.queue.QueueSettings).
+
+    ``music`` is a WAV prompt for music on hold ("" = a generated ring-back pattern);
+    ``callback_trunk`` the trunk callbacks are dialled through ("" = no callbacks).
+    """
+
+    name: str
+    strategy: str = "longest-idle"
+    wrap_up: float = 0.0
+    ring_timeout: float = 15.0
+    max_wait: float = 0.0
+    service_level: float = 20.0
+    join_empty: bool = False
+    announce_interval: float = 30.0
+    exit_key: str = ""
+    exit_destination: str = ""
+    skills: tuple[tuple[str, int], ...] = ()
+    widen_after: float = 0.0
+    tier_after: float = 0.0
+    callback_trunk: str = ""
+    callback_retries: int = 3
+    callback_retry_interval: float = 60.0
+    music: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentConfig:
+    """One ``[[agents]]`` entry: a person taking queue calls on ``users``' phones.
+
+    ``queues`` are (queue, penalty) pairs, written ``"support"`` or ``"support:1"``;
+    ``wrap_up`` None means the queue's; ``auto_login`` logs in on registration.
+    """
+
+    name: str
+    users: tuple[str, ...]
+    queues: tuple[tuple[str, int], ...]
+    skills: tuple[tuple[str, int], ...] = ()
+    wrap_up: float | None = None
+    auto_login: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdmissionConfig:
+    """One ``[[admission]]`` rule for a queue (acd/admission.py); 0 = no limit."""
+
+    queue: str
+    days: str = ""
+    hours: str = ""
+    max_expected_wait: float = 0.0
+    max_asa: float = 0.0
+    max_per_agent: float = 0.0
+    max_length: int = 0
+    action: str = "callback"
+    destination: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """The whole validated configuration; ``source`` names where it was read from."""
 
@@ -315,6 +406,10 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     trunks: tuple[TrunkConfig, ...] = ()
     dialplan: tuple[DialplanRuleConfig, ...] = ()
+    ivr: IvrConfig = IvrConfig()
+    queues: tuple[QueueConfig, ...] = ()
+    agents: tuple[AgentConfig, ...] = ()
+    admission: tuple[AdmissionConfig, ...] = ()
 
 
 class ConfigError(Exception):
@@ -772,6 +867,15 @@ def _digits(text: str) -> str:
     return text
 
 
+def _ringback(text: str) -> str:
+    if text not in RINGBACK_MODES:
+        raise _Invalid(
+            f"{_show(text)} is not a ringback mode (expected one of "
+            f"{', '.join(RINGBACK_MODES)})"
+        )
+    return text
+
+
 def _number_format(text: str) -> str:
     if text not in NUMBER_FORMATS:
         raise _Invalid(
@@ -826,6 +930,163 @@ def _app_args(table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
             )
         args.append((name, value if isinstance(value, str) else _show(value)))
     return tuple(args)
+
+
+#: Languages the IVR has number grammar and default prompts for (ivr/speech.py).
+IVR_LANGUAGES = ("ru", "en")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _optional_folder(text: str) -> str | None:
+    if text == "":
+        return None
+    if not Path(text).is_dir():
+        raise _Invalid(f"folder not found: {_show(text)}")
+    return text
+
+
+def _time_zone(text: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(text)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _Invalid(
+            f"unknown time zone {_show(text)} (an IANA name such as Europe/Moscow)"
+        ) from None
+    return text
+
+
+def _ivr_languages(values: list[str]) -> tuple[str, ...]:
+    if not values:
+        raise _Invalid("must name at least one language; the first is the default")
+    for value in values:
+        if value not in IVR_LANGUAGES:
+            raise _Invalid(f"{_show(value)} is not one of {', '.join(IVR_LANGUAGES)}")
+    if len(set(values)) != len(values):
+        raise _Invalid("names a language twice")
+    return tuple(values)
+
+
+def _ivr_variables(table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    """Call variables: identifier names, string or number values."""
+    variables = []
+    for name, value in table.items():
+        if not _VARIABLE.fullmatch(name):
+            raise _Invalid(
+                f"variable name {_show(name)} is not valid (letters, digits and _)"
+            )
+        if isinstance(value, bool) or not isinstance(value, str | int | float):
+            raise _Invalid(
+                f"variable {name} must be a string or a number, got {_describe(value)}"
+            )
+        variables.append((name, value if isinstance(value, str) else _show(value)))
+    return tuple(variables)
+
+
+# ACD (issue 6): skill levels 1-10, penalties 0-99, DTMF keys (RFC 4733 events 0-15).
+SKILL_LEVEL_MAX = 10
+PENALTY_MAX = 99
+_DTMF_KEY = re.compile(r"[0-9*#A-D]")
+ADMISSION_ACTIONS = ("callback", "overflow", "call-later")
+
+
+def _skill_levels(table: dict[str, Any]) -> tuple[tuple[str, int], ...]:
+    """``{ en = 3, billing = 5 }``: skill names as for :func:`_name`, levels 1-10."""
+    skills = []
+    for name, level in table.items():
+        if not _NAME.fullmatch(name):
+            raise _Invalid(
+                f"skill name {_show(name)} is not valid (letters, digits and _.-)"
+            )
+        if isinstance(level, bool) or not isinstance(level, int):
+            raise _Invalid(f"skill {name} must be an integer, got {_describe(level)}")
+        if not 1 <= level <= SKILL_LEVEL_MAX:
+            raise _Invalid(
+                f"skill {name}: level {level} is out of range 1-{SKILL_LEVEL_MAX}"
+            )
+        skills.append((name, level))
+    return tuple(skills)
+
+
+def _agent_queues(values: list[str]) -> tuple[tuple[str, int], ...]:
+    """``["support", "sales:1"]``: queue names with an optional penalty tier."""
+    if not values:
+        raise _Invalid("must name at least one queue")
+    memberships = []
+    for value in values:
+        name, colon, penalty = value.partition(":")
+        if not _NAME.fullmatch(name) or (colon and not _DIGITS.fullmatch(penalty)):
+            raise _Invalid(f"{_show(value)} is not QUEUE or QUEUE:PENALTY")
+        tier = int(penalty) if colon else 0
+        if tier > PENALTY_MAX:
+            raise _Invalid(f"{_show(value)}: penalty is out of range 0-{PENALTY_MAX}")
+        memberships.append((name, tier))
+    return tuple(memberships)
+
+
+def _agent_users(values: list[str]) -> tuple[str, ...]:
+    if not values:
+        raise _Invalid("must name at least one user (the agent's phone)")
+    return tuple(_user_name(value) for value in values)
+
+
+def _optional_seconds(value: float) -> float | None:
+    return _not_negative(value)
+
+
+def _exit_key(text: str) -> str:
+    if text and not _DTMF_KEY.fullmatch(text):
+        raise _Invalid(f"{_show(text)} is not one DTMF key (0-9, *, #, A-D)")
+    return text
+
+
+def _strategy(text: str) -> str:
+    from acd.strategies import StrategyError, load_strategies
+
+    try:
+        known = load_strategies()
+    except StrategyError as exc:
+        raise _Invalid(str(exc)) from None
+    if text not in known:
+        raise _Invalid(
+            f"unknown strategy {_show(text)}; {_suggest(text, sorted(known))}"
+        )
+    return text
+
+
+def _schedule_days(text: str) -> str:
+    from acd.admission import ScheduleError, parse_days
+
+    try:
+        parse_days(text)
+    except ScheduleError as exc:
+        raise _Invalid(str(exc)) from None
+    return text
+
+
+def _schedule_hours(text: str) -> str:
+    from acd.admission import ScheduleError, parse_hours
+
+    try:
+        parse_hours(text)
+    except ScheduleError as exc:
+        raise _Invalid(str(exc)) from None
+    return text
+
+
+def _admission_action(text: str) -> str:
+    if text not in ADMISSION_ACTIONS:
+        raise _Invalid(f"{_show(text)} is not one of {', '.join(ADMISSION_ACTIONS)}")
+    return text
+
+
+def _optional_destination(text: str) -> str:
+    return _destination(text) if text else ""
+
+
+def _optional_plain(text: str) -> str:
+    return _plain_text(text) if text else ""
 
 
 # ---------------------------------------------------------------------------------------
@@ -953,6 +1214,12 @@ SECTIONS: tuple[Section, ...] = (
                 fields=("port_low", "port_high"),
                 render=lambda r: f"{r.port_low}-{r.port_high}",
             ),
+            Key(
+                name="media_workers",
+                kind=Kind.INTEGER,
+                default=0,
+                convert=_integer_between(0, MEDIA_WORKERS_MAX),
+            ),
         ),
     ),
     Section(
@@ -1000,6 +1267,7 @@ SECTIONS: tuple[Section, ...] = (
                 default=60.0,
                 convert=_greater_than_zero,
             ),
+            Key(name="ringback", kind=Kind.STRING, default="relay", convert=_ringback),
         ),
     ),
     Section(
@@ -1113,6 +1381,63 @@ SECTIONS: tuple[Section, ...] = (
         ),
     ),
     Section(
+        name="ivr",
+        build=IvrConfig,
+        keys=(
+            Key(
+                name="flows",
+                kind=Kind.STRING,
+                default="",
+                convert=_optional_folder,
+                render=lambda i: i.flows or "",
+            ),
+            Key(
+                name="prompts",
+                kind=Kind.STRING,
+                default="",
+                convert=_optional_folder,
+                render=lambda i: i.prompts or "",
+            ),
+            Key(
+                name="time_zone",
+                kind=Kind.STRING,
+                default="Europe/Moscow",
+                convert=_time_zone,
+            ),
+            Key(
+                name="languages",
+                kind=Kind.STRINGS,
+                default=["ru", "en"],
+                convert=_ivr_languages,
+                render=lambda i: list(i.languages),
+            ),
+            Key(
+                name="crm_listen",
+                kind=Kind.STRING,
+                default="",
+                convert=_optional_host_port,
+                fields=("crm_listen_host", "crm_listen_port"),
+                render=lambda i: _render_host_port(
+                    i.crm_listen_host, i.crm_listen_port
+                ),
+            ),
+            Key(
+                name="variables",
+                kind=Kind.TABLE,
+                default={},
+                convert=_ivr_variables,
+                render=lambda i: dict(i.variables),
+            ),
+            Key(
+                name="pid_file",
+                kind=Kind.STRING,
+                default="",
+                convert=_optional_creatable_file,
+                render=lambda i: i.pid_file or "",
+            ),
+        ),
+    ),
+    Section(
         name="users",
         build=UserConfig,
         many=True,
@@ -1148,6 +1473,155 @@ SECTIONS: tuple[Section, ...] = (
                 convert=_optional_text,
             ),
             Key(name="allow_outbound", kind=Kind.BOOLEAN, default=False),
+        ),
+    ),
+    Section(
+        name="queues",
+        build=QueueConfig,
+        many=True,
+        keys=(
+            Key(name="name", kind=Kind.STRING, convert=_name),
+            Key(
+                name="strategy",
+                kind=Kind.STRING,
+                default="longest-idle",
+                convert=_strategy,
+            ),
+            Key(name="wrap_up", kind=Kind.NUMBER, default=0.0, convert=_not_negative),
+            Key(
+                name="ring_timeout",
+                kind=Kind.NUMBER,
+                default=15.0,
+                convert=_greater_than_zero,
+            ),
+            Key(name="max_wait", kind=Kind.NUMBER, default=0.0, convert=_not_negative),
+            Key(
+                name="service_level",
+                kind=Kind.NUMBER,
+                default=20.0,
+                convert=_greater_than_zero,
+            ),
+            Key(name="join_empty", kind=Kind.BOOLEAN, default=False),
+            Key(
+                name="announce_interval",
+                kind=Kind.NUMBER,
+                default=30.0,
+                convert=_not_negative,
+            ),
+            Key(name="exit_key", kind=Kind.STRING, default="", convert=_exit_key),
+            Key(
+                name="exit_destination",
+                kind=Kind.STRING,
+                default="",
+                convert=_optional_destination,
+            ),
+            Key(
+                name="skills",
+                kind=Kind.TABLE,
+                default={},
+                convert=_skill_levels,
+                render=lambda q: dict(q.skills),
+            ),
+            Key(
+                name="widen_after", kind=Kind.NUMBER, default=0.0, convert=_not_negative
+            ),
+            Key(
+                name="tier_after", kind=Kind.NUMBER, default=0.0, convert=_not_negative
+            ),
+            Key(
+                name="callback_trunk",
+                kind=Kind.STRING,
+                default="",
+                convert=_optional_plain,
+            ),
+            Key(
+                name="callback_retries",
+                kind=Kind.INTEGER,
+                default=3,
+                convert=_integer_between(1, 100),
+            ),
+            Key(
+                name="callback_retry_interval",
+                kind=Kind.NUMBER,
+                default=60.0,
+                convert=_greater_than_zero,
+            ),
+            Key(name="music", kind=Kind.STRING, default="", convert=_optional_plain),
+        ),
+    ),
+    Section(
+        name="agents",
+        build=AgentConfig,
+        many=True,
+        keys=(
+            Key(name="name", kind=Kind.STRING, convert=_name),
+            Key(
+                name="users",
+                kind=Kind.STRINGS,
+                convert=_agent_users,
+                render=lambda a: list(a.users),
+            ),
+            Key(
+                name="queues",
+                kind=Kind.STRINGS,
+                convert=_agent_queues,
+                render=lambda a: [f"{q}:{p}" if p else q for q, p in a.queues],
+            ),
+            Key(
+                name="skills",
+                kind=Kind.TABLE,
+                default={},
+                convert=_skill_levels,
+                render=lambda a: dict(a.skills),
+            ),
+            Key(
+                name="wrap_up",
+                kind=Kind.NUMBER,
+                default=None,
+                convert=_optional_seconds,
+            ),
+            Key(name="auto_login", kind=Kind.BOOLEAN, default=False),
+        ),
+    ),
+    Section(
+        name="admission",
+        build=AdmissionConfig,
+        many=True,
+        keys=(
+            Key(name="queue", kind=Kind.STRING, convert=_name),
+            Key(name="days", kind=Kind.STRING, default="", convert=_schedule_days),
+            Key(name="hours", kind=Kind.STRING, default="", convert=_schedule_hours),
+            Key(
+                name="max_expected_wait",
+                kind=Kind.NUMBER,
+                default=0.0,
+                convert=_not_negative,
+            ),
+            Key(name="max_asa", kind=Kind.NUMBER, default=0.0, convert=_not_negative),
+            Key(
+                name="max_per_agent",
+                kind=Kind.NUMBER,
+                default=0.0,
+                convert=_not_negative,
+            ),
+            Key(
+                name="max_length",
+                kind=Kind.INTEGER,
+                default=0,
+                convert=_integer_between(0, None),
+            ),
+            Key(
+                name="action",
+                kind=Kind.STRING,
+                default="callback",
+                convert=_admission_action,
+            ),
+            Key(
+                name="destination",
+                kind=Kind.STRING,
+                default="",
+                convert=_optional_destination,
+            ),
         ),
     ),
 )
@@ -1197,6 +1671,14 @@ def _check_rtp_ports(config: Config, name: Callable[[str], str]) -> None:
             f"{port} ({name('sip.listen')})",
             "rtp.ports",
             "sip.listen",
+        )
+    workers = config.rtp.media_workers
+    if workers and (high - low + 1) // 2 < workers:
+        raise _Invalid(
+            f"RTP range {low}-{high} ({name('rtp.ports')}) has fewer port pairs than "
+            f"{name('rtp.media_workers')} ({workers})",
+            "rtp.ports",
+            "rtp.media_workers",
         )
 
 
@@ -1309,6 +1791,55 @@ def _check_dialplan(config: Config, name: Callable[[str], str]) -> None:
             )
 
 
+def _check_acd(config: Config, name: Callable[[str], str]) -> None:
+    """Queues, agents and admission rules name each other, users and trunks."""
+    queues: dict[str, str] = {}
+    trunks = {trunk.name for trunk in config.trunks}
+    for number, queue in enumerate(config.queues, start=1):
+        path = f"queues[{number}]"
+        if queue.name in queues:
+            raise _Invalid(
+                f"duplicate queue {_show(queue.name)} (first in {queues[queue.name]})",
+                f"{path}.name",
+            )
+        queues[queue.name] = path
+        if queue.callback_trunk and queue.callback_trunk not in trunks:
+            raise _Invalid(
+                f"unknown trunk {_show(queue.callback_trunk)}", f"{path}.callback_trunk"
+            )
+        if queue.exit_key and not queue.exit_destination:
+            raise _Invalid("required when exit_key is set", f"{path}.exit_destination")
+    users = {user.name for user in config.users}
+    agents: dict[str, str] = {}
+    for number, agent in enumerate(config.agents, start=1):
+        path = f"agents[{number}]"
+        if agent.name in agents:
+            raise _Invalid(
+                f"duplicate agent {_show(agent.name)} (first in {agents[agent.name]})",
+                f"{path}.name",
+            )
+        agents[agent.name] = path
+        for user in agent.users:
+            if user not in users:
+                raise _Invalid(f"unknown user {_show(user)}", f"{path}.users")
+        for queue_name, _ in agent.queues:
+            if queue_name not in queues:
+                raise _Invalid(f"unknown queue {_show(queue_name)}", f"{path}.queues")
+    for number, rule in enumerate(config.admission, start=1):
+        path = f"admission[{number}]"
+        if rule.queue not in queues:
+            raise _Invalid(f"unknown queue {_show(rule.queue)}", f"{path}.queue")
+        if rule.action == "overflow" and not rule.destination:
+            raise _Invalid("required when action is overflow", f"{path}.destination")
+        if rule.action == "callback":
+            queue = next(q for q in config.queues if q.name == rule.queue)
+            if not queue.callback_trunk:
+                raise _Invalid(
+                    f"callback needs {queues[rule.queue]}.callback_trunk",
+                    f"{path}.action",
+                )
+
+
 CHECKS: tuple[Check, ...] = (
     _check_timers,
     _check_tls,
@@ -1317,6 +1848,7 @@ CHECKS: tuple[Check, ...] = (
     _check_users,
     _check_trunks,
     _check_dialplan,
+    _check_acd,
 )
 
 
@@ -1457,6 +1989,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
 OVERRIDES: dict[str, tuple[str, str]] = {
     "--listen": ("sip", "listen"),
     "--rtp-ports": ("rtp", "ports"),
+    "--media-workers": ("rtp", "media_workers"),
     "--db": ("store", "path"),
     "--log-level": ("log", "level"),
     "--sip-trace": ("sip", "trace_file"),
@@ -1471,6 +2004,7 @@ def apply_overrides(
     db: str | None,
     log_level: str | None,
     trace_file: str | None,
+    media_workers: int | None = None,
 ) -> Config:
     """Return ``config`` with command-line values replacing their keys.
 
@@ -1479,9 +2013,10 @@ def apply_overrides(
 
     :raises ConfigError: on the first invalid value or broken cross-key rule.
     """
-    given = {
+    given: dict[str, object] = {
         "--listen": listen,
         "--rtp-ports": rtp_ports,
+        "--media-workers": media_workers,
         "--db": db,
         "--log-level": log_level,
         "--sip-trace": trace_file,

@@ -18,6 +18,7 @@ from typing import Any
 
 import aiosqlite
 
+from ivr.record import IvrStep
 from switch.cdr import CallRecord, LegRecord
 from switch.registrar import Binding
 
@@ -87,6 +88,64 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX legs_call_id ON legs (call_id);
     CREATE INDEX legs_started_at ON legs (started_at);
+    """,
+    # 3: the ACD (issue 6), written by acd.log: the queue log (acd/records.py), the
+    # live snapshot of agents and queues for the CLI, and commands from the CLI
+    # (login, logout, break) that the running switch picks up.
+    """
+    CREATE TABLE queue_log (
+        at        REAL NOT NULL,
+        event     TEXT NOT NULL,
+        queue     TEXT NOT NULL,
+        caller_id TEXT NOT NULL,
+        agent     TEXT NOT NULL,
+        wait      REAL,
+        talk      REAL,
+        wrap_up   REAL,
+        detail    TEXT NOT NULL
+    );
+    CREATE INDEX queue_log_at ON queue_log (at);
+    CREATE TABLE acd_agents (
+        name       TEXT PRIMARY KEY,
+        status     TEXT NOT NULL,
+        reason     TEXT,
+        state      TEXT NOT NULL,
+        since      REAL NOT NULL,
+        queues     TEXT NOT NULL,
+        calls      INTEGER NOT NULL,
+        talk_time  REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE acd_queues (
+        name         TEXT PRIMARY KEY,
+        waiting      INTEGER NOT NULL,
+        longest_wait REAL NOT NULL,
+        expected_wait REAL,
+        updated_at   REAL NOT NULL
+    );
+    CREATE TABLE acd_commands (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent      TEXT NOT NULL,
+        action     TEXT NOT NULL,
+        reason     TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
+    # 4: the IVR path of each call (issue 5), written by ivr.record.IvrStepRecorder:
+    # one row per step (entered, node, digits, data_dip, exited), keyed by the CDR's
+    # call_id, so reports can see where callers leave a flow.
+    """
+    CREATE TABLE ivr_steps (
+        call_id TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        at      REAL NOT NULL,
+        flow    TEXT NOT NULL,
+        node    TEXT NOT NULL,
+        kind    TEXT NOT NULL,
+        detail  TEXT NOT NULL,
+        PRIMARY KEY (call_id, seq)
+    );
+    CREATE INDEX ivr_steps_flow_node ON ivr_steps (flow, node);
     """,
 )
 
@@ -280,3 +339,34 @@ class Store:
         ) as cursor:
             rows = await cursor.fetchall()
         return [_record(CallRecord, CALL_COLUMNS, row) for row in rows]
+
+    # -- IVR steps (ivr.record.IvrStepStore) ----------------------------------------
+
+    async def save_ivr_steps(self, steps: Sequence[IvrStep]) -> None:
+        """Store one call's IVR steps (a repeated step replaces the stored one)."""
+        await self.db.executemany(
+            "INSERT OR REPLACE INTO ivr_steps VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(s.call_id, s.seq, s.at, s.flow, s.node, s.kind, s.detail) for s in steps],
+        )
+        await self.db.commit()
+
+    async def ivr_steps(self, call_id: str) -> list[IvrStep]:
+        """The IVR steps of one call, in order."""
+        async with self.db.execute(
+            "SELECT call_id, seq, at, flow, node, kind, detail FROM ivr_steps"
+            " WHERE call_id = ? ORDER BY seq",
+            (call_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            IvrStep(
+                call_id=r[0],
+                seq=r[1],
+                at=r[2],
+                flow=r[3],
+                node=r[4],
+                kind=r[5],
+                detail=r[6],
+            )
+            for r in rows
+        ]

@@ -180,6 +180,19 @@ class SetLatching:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class DetectInband:
+    """Listen for DTMF tones in the endpoint's received audio.
+
+    For peers that did not negotiate telephone-event (RFC 4733) and send keys as
+    tones; each key is then reported as :class:`DtmfReceived`, once, like an RFC 4733
+    event, and stops a ``stop_on_dtmf`` playback. ``enabled=False`` stops listening.
+    """
+
+    endpoint_id: int
+    enabled: bool = True
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Connect:
     """Bridge two endpoints: each one's received packets are sent out of the other.
 
@@ -295,6 +308,7 @@ Command = (
     | SetRemote
     | SetCodec
     | SetLatching
+    | DetectInband
     | Connect
     | Disconnect
     | Play
@@ -400,11 +414,12 @@ Result = (
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DtmfReceived:
-    """A key press received as an RFC 4733 telephone-event.
+    """A key press received as an RFC 4733 telephone-event, or heard in band.
 
     Reported once, on the first packet of the event (so IVR barge-in is immediate);
     ``digit`` is one of ``0-9 * # A-D``, or ``!`` for hook flash (event 16).
-    ``timestamp`` is the event's RTP timestamp (its start).
+    ``timestamp`` is the event's RTP timestamp (its start); 0 for a key heard in
+    band (:class:`DetectInband`).
     """
 
     endpoint_id: int

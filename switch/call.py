@@ -53,6 +53,7 @@ from media.commands import (
     CloseEndpoint,
     Connect,
     CreateEndpoint,
+    DetectInband,
     Disconnect,
     EndpointCreated,
     EndpointStats,
@@ -371,6 +372,15 @@ class Call:
                     telephone_event_pt=media.telephone_event,
                 )
             )
+            if leg is self.inbound:
+                # A caller without RFC 4733 presses keys as tones: listen for them
+                # (the IVR, a queue's exit key and callback offer take keys).
+                self.b2bua.media(
+                    DetectInband(
+                        endpoint_id=leg.endpoint_id,
+                        enabled=media.telephone_event is None,
+                    )
+                )
         except (MediaError, ValueError) as exc:
             leg.log.warning("media of leg %s not set: %s", leg.leg_id, exc)
 

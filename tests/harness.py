@@ -118,14 +118,26 @@ def demo_config(workdir: Path, **replacements: str) -> Path:
     """A copy of the demo configuration with ``key = value`` lines replaced.
 
     ``replacements`` map a key (as written in demo.toml, e.g. ``digest_algorithms``)
-    to the TOML text of its new value; the key must already be in the file.
+    to the TOML text of its new value; the key must already be in the file. A key
+    that also appears in array-of-tables entries (``[[queues]]`` has its own
+    ``ring_timeout``) means the one in a plain ``[section]``.
     """
     from importlib import resources
 
     text = resources.files("ccswitch").joinpath("demo.toml").read_text()
     lines = text.splitlines()
+    in_table_array = []
+    inside = False
+    for line in lines:
+        if line.startswith("["):
+            inside = line.startswith("[[")
+        in_table_array.append(inside)
     for key, value in replacements.items():
-        matches = [i for i, line in enumerate(lines) if line.startswith(f"{key} = ")]
+        matches = [
+            i
+            for i, line in enumerate(lines)
+            if line.startswith(f"{key} = ") and not in_table_array[i]
+        ]
         if len(matches) != 1:
             raise KeyError(f"{key} is not a single line in demo.toml")
         lines[matches[0]] = f"{key} = {value}"

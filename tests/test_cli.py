@@ -116,10 +116,20 @@ COMMANDS = list(_commands(main))
 
 def test_the_command_tree() -> None:
     assert sorted(" ".join(path) for path, _ in COMMANDS) == [
+        "agent",
+        "agent available",
+        "agent break",
+        "agent login",
+        "agent logout",
+        "agents",
         "cdr",
         "config",
         "config check",
         "config show",
+        "flows",
+        "flows check",
+        "flows reload",
+        "queues",
         "serve",
         "user",
         "user hash",
@@ -415,3 +425,16 @@ def test_signal_stops_serve_cleanly(tmp_path: Path, signal_name: str) -> None:
     assert "Traceback" not in proc.stderr
     last = proc.stderr.rstrip("\n").splitlines()[-1]
     assert last.endswith(" INFO ccswitch.cli: stopped")
+
+
+def test_serve_bind_error_names_the_reason(fake_app: FakeApp) -> None:
+    """uvloop's bind error names the address only; the errno text is its cause."""
+    error = OSError("could not bind to local_addr ('127.0.0.1', 5060)")
+    error.__cause__ = OSError(98, "Address already in use")
+    fake_app.error = error
+    result = run("serve")
+    assert result.exit_code == 1
+    assert (
+        "cannot run: could not bind to local_addr ('127.0.0.1', 5060): "
+        "Address already in use" in result.stderr
+    )

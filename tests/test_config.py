@@ -231,7 +231,8 @@ ERRORS = [
     pytest.param(
         "[bogus]\nx = 1\n",
         "t.toml: bogus: unknown section; "
-        "expected one of: sip, registrar, rtp, store, log, limits, trunks, dialplan, users",
+        "expected one of: sip, registrar, rtp, store, log, limits, trunks, dialplan, ivr,"
+        " users, queues, agents, admission",
         id="unknown-section-no-guess",
     ),
     pytest.param(
@@ -895,6 +896,7 @@ def test_override_table_covers_every_option() -> None:
     assert set(OVERRIDES) == {
         "--listen",
         "--rtp-ports",
+        "--media-workers",
         "--db",
         "--log-level",
         "--sip-trace",
@@ -921,7 +923,8 @@ def test_check_value() -> None:
 
 
 def test_render_round_trips_without_users() -> None:
-    config = dataclasses.replace(load_config(None), users=())
+    # The demo's agents name its users: without users, without agents.
+    config = dataclasses.replace(load_config(None), users=(), agents=())
     again = parse_config(render_config(config), source="again")
     assert again == dataclasses.replace(config, source="again")
 
@@ -1105,6 +1108,10 @@ def test_demo_dialplan_and_trunk() -> None:
         ("4000", "ivr:demo"),
         ("4001", "queue:support"),
         ("4002", "queue:sales"),
+        ("*41", "app:agent"),
+        ("*42", "app:agent"),
+        ("*43", "app:agent"),
+        ("*44", "app:agent"),
         ("_9X.", "trunk:demo"),
     ]
     assert config.dialplan[2].args == (
@@ -1329,3 +1336,31 @@ NEW_ERRORS = [
 @pytest.mark.parametrize(("text", "message"), NEW_ERRORS)
 def test_new_section_error_messages(text: str, message: str) -> None:
     assert error_of(text) == message
+
+
+def test_media_workers_need_a_port_pair_each() -> None:
+    demo = load_config(None)
+    with pytest.raises(ConfigError) as caught:
+        apply_overrides(
+            demo,
+            listen=None,
+            rtp_ports="40000-40003",
+            db=None,
+            log_level=None,
+            trace_file=None,
+            media_workers=3,
+        )
+    assert str(caught.value) == (
+        "--rtp-ports: RTP range 40000-40003 (--rtp-ports) has fewer port pairs than "
+        "--media-workers (3)"
+    )
+    two = apply_overrides(
+        demo,
+        listen=None,
+        rtp_ports="40000-40003",
+        db=None,
+        log_level=None,
+        trace_file=None,
+        media_workers=2,
+    )
+    assert two.rtp.media_workers == 2

@@ -9,7 +9,7 @@ from pathlib import Path
 from switch.events import ANY, Event, RegistrationAdded, new_bus, publish
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "events.md"
-EVENT_MODULES = ["switch.events"]
+EVENT_MODULES = ["switch.events", "ivr.events", "acd.events"]
 
 
 def _all_events() -> list[type[Event]]:

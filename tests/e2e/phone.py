@@ -61,6 +61,7 @@ class TraceEntry:
     local: str
     remote: str
     text: str
+    stamp: str = ""  # the entry's ISO time (UTC) as the trace wrote it
 
     @property
     def start_line(self) -> str:
@@ -89,6 +90,7 @@ def trace_entries(text: str) -> list[TraceEntry]:
                 local=match["local"],
                 remote=match["remote"],
                 text=text[match.end() + 1 : end].rstrip("\n"),
+                stamp=match["stamp"],
             )
         )
     return entries

@@ -92,10 +92,19 @@ def sipp_ok(result: SippResult) -> None:
 
 
 def call(
-    switch: SwitchProcess, scenario: str, number: str, workdir: Path, *args: str
+    switch: SwitchProcess,
+    scenario: str,
+    number: str,
+    workdir: Path,
+    *args: str,
+    local_port: int | None = None,
 ) -> SippResult:
-    """The demo trunk (SIPp, unauthenticated, 127.0.0.1) calls ``number``."""
-    port = free_block(1)
+    """The demo trunk (SIPp, unauthenticated, 127.0.0.1) calls ``number``.
+
+    :param local_port: SIPp's SIP port (a free one by default); a test that reads
+        what the switch sent this caller in the trace picks it beforehand.
+    """
+    port = local_port or free_block(1)
     media = free_block(4)
     return run_sipp(
         scenario,

@@ -4,6 +4,11 @@ The caller is SIPp from 127.0.0.1 (the demo trunk: no authentication); callees a
 SIPp phones registered as demo users, answering in server mode on the port they
 registered from. Both SIPp exit statuses are checked: each scenario file
 (role-behaviour-expectation) states what its side must see.
+
+Audio tests (the ``*-rtp-peer-*`` scenarios) leave the media to a Python RTP peer per
+side (tests/rtp_peer.py): SIPp's SDP names the peer's port, each peer sends its own
+tone (caller 600 Hz, callee 1000 Hz) and records what the switch sends it, and each
+must hear the other's tone, on the payload type its leg negotiated.
 """
 
 from __future__ import annotations
@@ -18,7 +23,19 @@ from urllib.parse import quote
 
 import pytest
 
+from tests.e2e.phone import TraceEntry
 from tests.harness import SippResult, SwitchProcess, run_sipp
+from tests.rtp_peer import PCMA as PT_PCMA
+from tests.rtp_peer import PCMU as PT_PCMU
+from tests.rtp_peer import (
+    RtpPeer,
+    assert_hears,
+    audio_payload_types,
+    entry_time,
+    received_from,
+    sent_to,
+    switch_media_for,
+)
 from tests.sipp.calls import (
     Callee,
     PythonPhone,
@@ -33,6 +50,11 @@ pytestmark = pytest.mark.sipp
 PCMU = ("-key", "codec", "0", "-key", "codec_name", "PCMU")
 PCMA = ("-key", "codec", "8", "-key", "codec_name", "PCMA")
 RING = ("-set", "ring_ms", "300")
+# Each side of an audio test sends its own tone, so that a switch reflecting RTP
+# back to where it came from cannot pass: each must hear the OTHER one's (both
+# away from the 400-480 Hz of ringback, which the switch may play to the caller).
+CALLER_HZ = 600.0
+CALLEE_HZ = 1000.0
 
 
 @pytest.fixture
@@ -128,24 +150,234 @@ def test_unauthenticated_call_to_outbound_number_refused(
     assert "INVITE sip:+7495" not in switch.trace()
 
 
-def test_pcmu_caller_to_pcma_callee(switch: SwitchProcess, tmp_path: Path) -> None:
-    callee = _callee(
-        switch, tmp_path, "callee-answers-waits-for-bye.xml", *RING, *PCMA, "-rtp_echo"
-    )
-    result = call(
-        switch, "trunk-call-answered-caller-hangs-up.xml", "1002", tmp_path, "-d", "500"
-    )
-    _both(callee, result)
-    trace = switch.trace()
-    assert "a=rtpmap:8 PCMA/8000" in trace
+class Parties:
+    """A trunk caller and a callee phone, each with a Python RTP peer for media.
+
+    SIPp signals for both (its SDP names the peer's port, ``-key rtp_port``); each
+    peer sends its tone to the address the switch gave that party in its SDP (read
+    from the trace) and records what the switch sends it.
+    """
+
+    def __init__(
+        self,
+        switch: SwitchProcess,
+        tmp_path: Path,
+        callee_scenario: str,
+        *,
+        caller_pt: int = PT_PCMU,
+        callee_pt: int = PT_PCMU,
+        callee_args: tuple[str, ...] = RING,
+        user: str = "1002",
+    ) -> None:
+        self.switch = switch
+        self.tmp_path = tmp_path
+        self.user = user
+        self.caller_sip = free_block(1)
+        self.callee_sip = free_block(1)
+        self.caller = RtpPeer(
+            port=free_block(2, udp_only=True),
+            payload_type=caller_pt,
+            tone_hz=CALLER_HZ,
+            locate=switch_media_for(switch.trace_path, self.caller_sip),
+        )
+        self.callee_rtp = RtpPeer(
+            port=free_block(2, udp_only=True),
+            payload_type=callee_pt,
+            tone_hz=CALLEE_HZ,
+            locate=switch_media_for(switch.trace_path, self.callee_sip),
+        )
+        self.caller_codec = PCMU if caller_pt == PT_PCMU else PCMA
+        codec = PCMU if callee_pt == PT_PCMU else PCMA
+        self.callee = Callee(
+            switch,
+            user,
+            callee_scenario,
+            tmp_path,
+            args=(*callee_args, *codec, "-key", "rtp_port", str(self.callee_rtp.port)),
+            port=self.callee_sip,
+        )
+
+    def run(self, caller_scenario: str, *args: str) -> None:
+        """Both SIPp scenarios to their end (both must pass); the peers stopped."""
+        self.caller.start()
+        self.callee_rtp.start()
+        try:
+            self.callee.start()
+            result = call(
+                self.switch,
+                caller_scenario,
+                self.user,
+                self.tmp_path,
+                *self.caller_codec,
+                "-key",
+                "rtp_port",
+                str(self.caller.port),
+                *args,
+                local_port=self.caller_sip,
+            )
+            _both(self.callee, result)
+        finally:
+            self.callee.stop()
+            self.caller.stop()
+            self.callee_rtp.stop()
+
+    def sent_to_caller(self) -> list[TraceEntry]:
+        return sent_to(self.switch.trace(), self.caller_sip)
+
+    def describe(self) -> str:
+        return f"{self.caller.summary()}\n{self.callee_rtp.summary()}"
 
 
-def test_hold_and_unhold_relayed_to_the_callee(
+def _first(entries: list[TraceEntry], start: str, cseq: str) -> TraceEntry:
+    """The first entry whose start line begins with ``start`` and CSeq is ``cseq``."""
+    for entry in entries:
+        if entry.start_line.startswith(start) and entry.header("CSeq") == [cseq]:
+            return entry
+    raise AssertionError(f"no {start!r} with CSeq {cseq} in the trace")
+
+
+def test_trunk_call_to_a_phone_carries_each_sides_tone_to_the_other(
     switch: SwitchProcess, tmp_path: Path
 ) -> None:
-    callee = _callee(switch, tmp_path, "callee-held-and-resumed.xml", *RING, *PCMU)
-    result = call(switch, "trunk-call-holds-and-resumes.xml", "1002", tmp_path)
-    _both(callee, result)
+    parties = Parties(switch, tmp_path, "callee-rtp-peer-answers-waits-for-bye.xml")
+    parties.run("trunk-call-rtp-peer-caller-hangs-up.xml", "-d", "2500")
+    detail = parties.describe()
+    assert parties.caller.audio_types() == {PT_PCMU}, detail
+    assert parties.callee_rtp.audio_types() == {PT_PCMU}, detail
+    assert_hears(
+        parties.caller.heard(payload_type=PT_PCMU),
+        expected_hz=CALLEE_HZ,
+        own_hz=CALLER_HZ,
+        who="caller",
+    )
+    assert_hears(
+        parties.callee_rtp.heard(payload_type=PT_PCMU),
+        expected_hz=CALLER_HZ,
+        own_hz=CALLEE_HZ,
+        who="callee",
+    )
+    assert "ended by caller (200, cause 16)" in switch.log()
+
+
+def test_pcmu_caller_to_pcma_callee_is_transcoded_on_the_wire(
+    switch: SwitchProcess, tmp_path: Path
+) -> None:
+    _transcoded_call(switch, tmp_path)
+
+
+def test_media_workers_relay_and_transcode_the_call(tmp_path: Path) -> None:
+    """The same call with the media engine in two worker processes."""
+    switch = start_switch(tmp_path, media_workers="2")
+    try:
+        assert "2 media workers started" in switch.log()
+        _transcoded_call(switch, tmp_path)
+        # both endpoints of the call were in one worker (else no audio at all) and
+        # the workers are gone with the switch
+    finally:
+        switch.stop()
+    assert "media worker" not in switch.log().split("2 media workers started")[1]
+
+
+def _transcoded_call(switch: SwitchProcess, tmp_path: Path) -> None:
+    # The caller offers PCMU only (PT 0), the callee accepts PCMA only (PT 8): every
+    # packet must be re-encoded by the switch, each way.
+    parties = Parties(
+        switch,
+        tmp_path,
+        "callee-rtp-peer-answers-waits-for-bye.xml",
+        caller_pt=PT_PCMU,
+        callee_pt=PT_PCMA,
+    )
+    parties.run("trunk-call-rtp-peer-caller-hangs-up.xml", "-d", "2500")
+    detail = parties.describe()
+    invite = _first(sent_to(switch.trace(), parties.callee_sip), "INVITE", "1 INVITE")
+    assert PT_PCMA in audio_payload_types(invite.text)
+    answer = _first(parties.sent_to_caller(), "SIP/2.0 200", "1 INVITE")
+    assert PT_PCMU in audio_payload_types(answer.text)
+    assert PT_PCMA not in audio_payload_types(answer.text)
+    # what the PCMA callee got: PT 8 only, and as A-law it is the caller's clean tone
+    assert parties.callee_rtp.audio_types() == {PT_PCMA}, detail
+    assert_hears(
+        parties.callee_rtp.heard(payload_type=PT_PCMA),
+        expected_hz=CALLER_HZ,
+        own_hz=CALLEE_HZ,
+        who="PCMA callee",
+    )
+    # what the PCMU caller got: PT 0 only, and as mu-law it is the callee's tone
+    assert parties.caller.audio_types() == {PT_PCMU}, detail
+    assert_hears(
+        parties.caller.heard(payload_type=PT_PCMU),
+        expected_hz=CALLEE_HZ,
+        own_hz=CALLER_HZ,
+        who="PCMU caller",
+    )
+
+
+# The caller talks, holds, resumes and talks again; each stretch in ms.
+TALK_MS = 2000
+HOLD_MS = 3000
+# Packets already on their way when the hold is answered, or a slow reader thread on
+# a busy box, may arrive this long after the switch's 200 to the hold.
+IN_FLIGHT = 0.5
+
+
+def test_hold_stops_audio_to_the_holding_party_and_unhold_restores_it(
+    switch: SwitchProcess, tmp_path: Path
+) -> None:
+    parties = Parties(switch, tmp_path, "callee-rtp-peer-held-and-resumed.xml")
+    parties.run(
+        "trunk-call-rtp-peer-holds-and-resumes.xml",
+        "-set",
+        "talk_ms",
+        str(TALK_MS),
+        "-set",
+        "hold_ms",
+        str(HOLD_MS),
+    )
+    detail = parties.describe()
+    trace = switch.trace()
+    from_caller = received_from(trace, parties.caller_sip)
+    to_caller = sent_to(trace, parties.caller_sip)
+    hold = entry_time(_first(from_caller, "INVITE", "2 INVITE"))
+    held = entry_time(_first(to_caller, "SIP/2.0 200", "2 INVITE"))
+    unhold = entry_time(_first(from_caller, "INVITE", "3 INVITE"))
+    resumed = entry_time(_first(to_caller, "SIP/2.0 200", "3 INVITE"))
+    caller, callee = parties.caller, parties.callee_rtp
+
+    # before the hold: each side hears the other
+    assert_hears(
+        caller.heard(caller.packets(before=hold), payload_type=PT_PCMU),
+        expected_hz=CALLEE_HZ,
+        own_hz=CALLER_HZ,
+        who="caller before hold",
+    )
+    assert_hears(
+        callee.heard(callee.packets(before=hold), payload_type=PT_PCMU),
+        expected_hz=CALLER_HZ,
+        own_hz=CALLEE_HZ,
+        who="callee before hold",
+    )
+    # on hold (the caller sent sendonly): the callee's peer keeps sending, but
+    # nothing from the switch may reach the party that put the call on hold
+    assert unhold - held > 2 * IN_FLIGHT  # the hold window is not empty
+    during = caller.packets(after=held + IN_FLIGHT, before=unhold)
+    assert during == [], (
+        f"{len(during)} RTP packets reached the holding caller while on hold "
+        f"(PT {sorted(caller.audio_types(during))}); {detail}"
+    )
+    # after the unhold: audio both ways again
+    assert_hears(
+        caller.heard(caller.packets(after=resumed), payload_type=PT_PCMU),
+        expected_hz=CALLEE_HZ,
+        own_hz=CALLER_HZ,
+        who="caller after unhold",
+    )
+    assert_hears(
+        callee.heard(callee.packets(after=resumed), payload_type=PT_PCMU),
+        expected_hz=CALLER_HZ,
+        own_hz=CALLEE_HZ,
+        who="callee after unhold",
+    )
 
 
 def test_blind_transfer_by_refer_from_the_callee(
@@ -234,36 +466,83 @@ def test_max_call_duration_hangs_up_both_sides(tmp_path: Path) -> None:
         switch.stop()
 
 
-def test_delayed_offer_caller_answers_in_the_ack(
+def test_delayed_offer_answered_in_the_ack_carries_audio_both_ways(
     switch: SwitchProcess, tmp_path: Path
 ) -> None:
-    callee = _callee(
-        switch, tmp_path, "callee-answers-waits-for-bye.xml", *RING, *PCMA, "-rtp_echo"
-    )
-    result = call(
+    # The caller's INVITE has no SDP; the switch offers in its 200 and the caller
+    # answers PCMU in the ACK; the callee leg is PCMA.
+    parties = Parties(
         switch,
-        "trunk-call-delayed-offer-answers-in-ack.xml",
-        "1002",
         tmp_path,
-        "-d",
-        "500",
+        "callee-rtp-peer-answers-waits-for-bye.xml",
+        callee_pt=PT_PCMA,
     )
-    _both(callee, result)
-    assert "bad answer in ACK" not in switch.log()
-    assert "ended by caller (200, cause 16)" in switch.log()
+    parties.run("trunk-call-rtp-peer-delayed-offer-answers-in-ack.xml", "-d", "2500")
+    offer = _first(parties.sent_to_caller(), "SIP/2.0 200", "1 INVITE")
+    # the offer's payload type list (m=audio PORT RTP/AVP <fmt>...) includes PCMU (0)
+    assert PT_PCMU in audio_payload_types(offer.text), offer.text
+    log = switch.log()
+    assert "bad answer in ACK" not in log
+    assert "ended by caller (200, cause 16)" in log
+    detail = parties.describe()
+    assert parties.caller.audio_types() == {PT_PCMU}, detail
+    assert_hears(
+        parties.caller.heard(payload_type=PT_PCMU),
+        expected_hz=CALLEE_HZ,
+        own_hz=CALLER_HZ,
+        who="delayed-offer caller",
+    )
+    assert parties.callee_rtp.audio_types() == {PT_PCMA}, detail
+    assert_hears(
+        parties.callee_rtp.heard(payload_type=PT_PCMA),
+        expected_hz=CALLER_HZ,
+        own_hz=CALLEE_HZ,
+        who="callee",
+    )
 
 
-def test_early_media_183_reaches_the_caller_with_our_sdp(
-    switch: SwitchProcess, tmp_path: Path
+EARLY_MS = 3000  # how long the callee sends early media before its 200
+
+
+def _relay_early_media(text: str) -> str:
+    """The configuration with the callee's early media passed through (the default;
+    "local" would answer the caller with our own ringback instead)."""
+    return text.replace('ringback = "local"', 'ringback = "relay"')
+
+
+def test_early_media_from_the_callee_reaches_the_caller_before_the_200(
+    tmp_path: Path,
 ) -> None:
-    callee = _callee(
-        switch, tmp_path, "callee-early-media-183-then-answers.xml", *RING, *PCMU
+    switch = start_switch(tmp_path, edit=_relay_early_media)
+    try:
+        parties = Parties(
+            switch,
+            tmp_path,
+            "callee-rtp-peer-183-then-answers.xml",
+            callee_args=("-set", "ring_ms", str(EARLY_MS)),
+        )
+        parties.run("trunk-call-rtp-peer-gets-183-then-200.xml", "-d", "1500")
+    finally:
+        switch.stop()
+    to_caller = parties.sent_to_caller()
+    progress = _first(to_caller, "SIP/2.0 183", "1 INVITE")
+    assert PT_PCMU in audio_payload_types(progress.text)
+    answered = entry_time(_first(to_caller, "SIP/2.0 200", "1 INVITE"))
+    early = parties.caller.packets(before=answered)
+    # the callee's tone, in packets that reached the caller before the switch even
+    # sent it the 200 (the analysis needs at least one second of them)
+    assert_hears(
+        parties.caller.heard(early, payload_type=PT_PCMU),
+        expected_hz=CALLEE_HZ,
+        own_hz=CALLER_HZ,
+        who="caller before the 200",
     )
-    result = call(
-        switch, "trunk-call-early-media-gets-183.xml", "1002", tmp_path, "-d", "500"
+    assert_hears(
+        parties.callee_rtp.heard(payload_type=PT_PCMU),
+        expected_hz=CALLER_HZ,
+        own_hz=CALLEE_HZ,
+        who="callee",
     )
-    _both(callee, result)
-    assert "183 Session Progress" in switch.trace()
 
 
 def test_ring_timeout_from_config_cancels_and_gives_480(tmp_path: Path) -> None:

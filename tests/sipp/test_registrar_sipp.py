@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import SippResult, SwitchProcess, demo_config, free_port, run_sipp
+from tests.e2e.phone import trace_entries
+from tests.harness import SippResult, SwitchProcess, demo_config, run_sipp
+from tests.sipp.calls import Callee, call, free_block, sipp_ok
+
+PCMU = ("-key", "codec", "0", "-key", "codec_name", "PCMU")
 
 pytestmark = pytest.mark.sipp
 
@@ -189,10 +193,18 @@ def test_register_over_tcp(switch: SwitchProcess, tmp_path: Path) -> None:
 
 
 def test_restart_keeps_registrations(tmp_path: Path) -> None:
-    """Bindings are in SQLite: a restarted switch still lists the contact."""
-    switch = SwitchProcess(workdir=tmp_path).start()
+    """Bindings are in SQLite: a restarted switch still routes to the old contact.
+
+    After the restart nobody registers again: the phone's SIPp, answering on the
+    port it registered from before the restart, must get the trunk's call to 1008,
+    and the second run's own trace (a new file) must show the binding listed and
+    the INVITE sent to that contact.
+    """
+    # no keep-alives: an OPTIONS to the phone would reach the SIPp UAS first
+    config = demo_config(tmp_path, qualify_interval="0")
+    switch = SwitchProcess(workdir=tmp_path, config=config).start()
+    phone_port = free_block(1)
     try:
-        phone_port = free_port()
         _ok(
             run_sipp(
                 "phone-register-digest-accepted.xml",
@@ -212,9 +224,36 @@ def test_restart_keeps_registrations(tmp_path: Path) -> None:
     finally:
         assert switch.stop() == 0
     assert "stopped" in switch.log()
+    first_trace = switch.trace()
+    assert f"sip:1008@127.0.0.1:{phone_port}" in first_trace
 
+    # the second run writes its own trace: nothing from the first run can match
+    switch.trace_path = tmp_path / "sip-trace-after-restart.log"
     switch.start()
     try:
+        phone = Callee(
+            switch,
+            "1008",
+            "callee-answers-waits-for-bye.xml",
+            tmp_path,
+            args=("-set", "ring_ms", "200", *PCMU),
+            port=phone_port,
+            register=False,  # the binding from before the restart must do
+        ).start()
+        try:
+            sipp_ok(
+                call(
+                    switch,
+                    "trunk-call-answered-caller-hangs-up.xml",
+                    "1008",
+                    tmp_path,
+                    "-d",
+                    "300",
+                )
+            )
+            assert phone.wait() == 0, phone.errors()
+        finally:
+            phone.stop()
         _ok(
             run_sipp(
                 "phone-query-bindings-listed.xml",
@@ -230,6 +269,31 @@ def test_restart_keeps_registrations(tmp_path: Path) -> None:
                 workdir=tmp_path,
             )
         )
-        assert f"sip:1008@127.0.0.1:{phone_port}" in switch.trace()
+        second = switch.trace()
     finally:
         switch.stop()
+    entries = trace_entries(second)
+    # no REGISTER with a Contact reached the second run (the query has none)
+    assert not [
+        e
+        for e in entries
+        if e.direction == "recv"
+        and e.start_line.startswith("REGISTER")
+        and e.header("Contact")
+    ]
+    invites = [
+        e
+        for e in entries
+        if e.direction == "sent"
+        and e.start_line.startswith("INVITE ")
+        and e.remote == f"127.0.0.1:{phone_port}"
+    ]
+    assert invites, "the restarted switch sent no INVITE to the registered contact"
+    listed = [
+        e
+        for e in entries
+        if e.direction == "sent"
+        and e.start_line.startswith("SIP/2.0 200")
+        and any(f"sip:1008@127.0.0.1:{phone_port}" in c for c in e.header("Contact"))
+    ]
+    assert listed, "the restarted switch did not list the binding"
