@@ -8,6 +8,7 @@ configuration it needs; the layers themselves never read the configuration.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 import ssl
@@ -23,14 +24,15 @@ from ccswitch.store import Store
 from media.commands import MediaEvent
 from media.engine import EngineConfig, MediaEngine
 from media.workers import WorkerPool
-from switch.apps import BUILTIN_APPS
+from switch.apps import BUILTIN_APPS, tone
 from switch.b2bua import B2bua, Limits
 from switch.cdr import CdrRecorder
-from switch.dialplan import Dialplan, Rule
+from switch.dialplan import Dialplan, Rule, ToApp
 from switch.events import new_bus
 from switch.leg import Ringback
 from switch.qualify import Qualifier
 from switch.registrar import Registrar
+from switch.session import CallSession
 from switch.sip.auth import DigestServer
 from switch.sip.timers import Timers
 from switch.stack import SipStack
@@ -223,11 +225,32 @@ class Switch:
                 ring_timeout=limits.ring_timeout,
                 ringback=Ringback(limits.ringback),
             ),
-            apps={**BUILTIN_APPS, "ivr": self.ivr.app, **self.acd.apps},
+            apps={
+                **BUILTIN_APPS,
+                "tone": self._tone_app,
+                "ivr": self.ivr.app,
+                **self.acd.apps,
+            },
             media_host=sip.listen_host,
         )
         self.b2bua.install()
         self.acd.attach(self.b2bua)
+
+    async def _tone_app(self, session: CallSession, route: ToApp) -> None:
+        """The tone test, its ``prompt`` a prompt name of the IVR's library or a path.
+
+        A bare name ("goodbye") is the IVR prompt in the default language, so the
+        demo plays a real file wherever the switch was started from.
+        """
+        prompt = route.arg("prompt")
+        library = self.ivr.registry.library
+        if prompt and "/" not in prompt and not prompt.endswith(".wav"):
+            language = library.default_language
+            if library.exists(prompt, language):
+                args = tuple((k, v) for k, v in route.args if k != "prompt")
+                path = str(library.path(prompt, language))
+                route = dataclasses.replace(route, args=(*args, ("prompt", path)))
+        await tone(session, route)
 
     def _on_media_event(self, event: MediaEvent) -> None:
         if self.b2bua is not None:

@@ -17,11 +17,15 @@ Theory of operation.  Two kinds of work, two schedules:
 * per 20 ms tick of ONE :class:`~media.clock.MediaClock` for the whole engine: the taps
   of every mixed or recorded endpoint are decoded together (one numpy lookup per codec
   for all streams), every mixer computes all its listeners' mixes in one matrix
-  product, the mixes are encoded together, players hand out their next cached payload,
-  recorders append a stereo frame, and once a second media timeouts are checked.
-  The clock actually ticks ``send_phases`` times per 20 ms (same origin, no drift):
-  the per-tick work runs in slot 0 and played frames leave in slot ``id % phases``,
-  so each stream is still exactly 20 ms apart but 1000 of them are not one burst.
+  product, the mixes are encoded together, the next packet of every played stream is
+  built in one numpy pass (:mod:`media.playout`), recorders append a stereo frame, RTCP
+  reports go out (a 250th of the endpoints each tick) and once a second media timeouts
+  are checked.  The played packets leave in ``send_phases`` bursts per tick: phase 0
+  right after the build, phase ``p`` at the absolute deadline ``tick + p * 20 ms /
+  send_phases``; each stream keeps the phase it was given when it started (the least
+  loaded), so it is still exactly 20 ms apart from itself but 1000 streams are not one
+  burst.  On Linux the clock and the phases wake on a timerfd (nanosecond deadlines)
+  instead of uvloop's millisecond timers (:class:`~media.clock.TimerFd`).
 
 An endpoint sends one stream whatever feeds it (:class:`~media.endpoint.Output`):
 its playback if one is running, else its mixer, else its bridge; switching between
@@ -46,7 +50,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from media.clock import MAX_CATCHUP_TICKS, TICK_INTERVAL, MediaClock
+from media.clock import TICK_INTERVAL, MediaClock, Scheduler, TimerFd, precise_scheduler
 from media.commands import (
     BadCommand,
     CloseEndpoint,
@@ -56,6 +60,7 @@ from media.commands import (
     CreateEndpoint,
     CreateMixer,
     DestroyMixer,
+    DetectInband,
     Disconnect,
     Done,
     DtmfReceived,
@@ -85,7 +90,7 @@ from media.commands import (
     StopRecord,
     UnknownEndpoint,
 )
-from media.dtmf import DtmfDigit
+from media.dtmf import DIGIT_TO_EVENT, DtmfDigit, GoertzelDetector
 from media.endpoint import SAMPLES_PER_FRAME, Output, RtpEndpoint
 from media.g711 import (
     ALAW_DECODE_TABLE,
@@ -95,6 +100,7 @@ from media.g711 import (
 )
 from media.mixer import Member, Mixer
 from media.player import Playback, PromptCache, PromptError
+from media.playout import Playout
 from media.ports import PortAllocator, PortsExhausted, bind_pair
 from media.recorder import WavRecorder
 from media.relay import Bridge
@@ -107,6 +113,9 @@ HOUSEKEEPING_TICKS: Final = round(1.0 / TICK_INTERVAL)
 # TODO: RFC 3550 6.3.1 randomises the interval (0.5-1.5x) to avoid synchronised
 # reports; with two-party sessions the cost is only bursts of reports per second.
 RTCP_INTERVAL: Final = 5
+# Endpoint n reports at the ticks where tick % RTCP_TICKS == n % RTCP_TICKS, so 1000
+# endpoints cost 4 reports a tick instead of 200 in one tick that delays the sends.
+RTCP_TICKS: Final = RTCP_INTERVAL * HOUSEKEEPING_TICKS
 # RFC 3551 4.5.14 decode/encode tables, indexed by codec.
 DECODE_TABLES: Final = {Codec.PCMU: ULAW_DECODE_TABLE, Codec.PCMA: ALAW_DECODE_TABLE}
 ENCODE_TABLES: Final = {Codec.PCMU: ULAW_ENCODE_TABLE, Codec.PCMA: ALAW_ENCODE_TABLE}
@@ -126,9 +135,12 @@ class EngineConfig:
     :param tone_region: tone plan for generated tones ("eu", "us", "uk").
     :param prompt_cache_entries: decoded prompts kept in memory.
     :param send_phases: slots each 20 ms tick is cut into for sending played audio;
-        endpoint ``n`` always sends in slot ``n % send_phases``, so 1000 prompts go
-        out as 10 bursts of 100 packets 2 ms apart instead of one burst of 1000 (a
-        burst makes every send contend with the receiver draining the same sockets).
+        each played stream always sends in the slot it was given (the least loaded
+        one), so 1000 prompts go out as 20 bursts of 50 packets 1 ms apart instead of
+        one burst of 1000 that would make the last packets a few milliseconds late.
+    :param precise_timer: wake the media clock with a timerfd (Linux) instead of
+        ``loop.call_at``, whose millisecond resolution on uvloop costs up to 1 ms of
+        send-time jitter.
     """
 
     host: str = "127.0.0.1"
@@ -137,7 +149,8 @@ class EngineConfig:
     rtp_timeout: float = 60.0
     tone_region: str = "eu"
     prompt_cache_entries: int = 256
-    send_phases: int = 10
+    send_phases: int = 20
+    precise_timer: bool = True
 
 
 class _Recording:
@@ -194,26 +207,25 @@ class MediaEngine:
             region=self.config.tone_region,
         )
         self._phases = max(1, self.config.send_phases)
-        self.clock = MediaClock(
-            self._loop,
-            self._on_slot,
-            interval=TICK_INTERVAL / self._phases,
-            max_catchup=MAX_CATCHUP_TICKS * self._phases,
+        self._timer: Scheduler = (
+            precise_scheduler(self._loop) if self.config.precise_timer else self._loop
         )
-        # tick deadlines are on the loop's clock; RTP arrival times on time.monotonic
-        self._clock_offset = time.monotonic() - self._loop.time()
+        self.clock = MediaClock(self._timer, self._on_tick)
+        self._phase_interval = TICK_INTERVAL / self._phases
+        # tick deadlines are on the timer's clock; RTP arrival times on time.monotonic
+        self._clock_offset = time.monotonic() - self._timer.time()
         self._ids = itertools.count(1)
         self._endpoints: dict[int, RtpEndpoint] = {}
+        self._report_buckets: dict[int, dict[int, RtpEndpoint]] = {}
         self._bridges: dict[int, Bridge] = {}
         self._playbacks: dict[int, Playback] = {}
-        self._phase_playbacks: list[dict[int, Playback]] = [
-            {} for _ in range(self._phases)
-        ]
+        self.playout = Playout(phases=self._phases, on_finished=self._on_played_out)
         self._mixers: dict[int, Mixer] = {}
         self._mixer_of: dict[int, int] = {}
         self._recordings: dict[int, _Recording] = {}
         self._liveness: dict[int, _Liveness] = {}
         self._tapped: dict[int, RtpEndpoint] = {}
+        self._inband: dict[int, GoertzelDetector] = {}  # endpoints heard for tones
         self.closed = False
 
     # ---------------------------------------------------------------- public API
@@ -239,6 +251,8 @@ class MediaEngine:
             case SetLatching():
                 self._endpoint(command.endpoint_id).set_latching(command.enabled)
                 return Done()
+            case DetectInband():
+                return self._detect_inband(command)
             case Connect():
                 return self._connect(command)
             case Disconnect():
@@ -281,7 +295,9 @@ class MediaEngine:
 
     def stats(self, endpoint_id: int) -> EndpointStats:
         """The counters of one endpoint."""
-        return self._endpoint(endpoint_id).stats()
+        endpoint = self._endpoint(endpoint_id)
+        self.playout.settle(endpoint_id)
+        return endpoint.stats()
 
     def endpoint(self, endpoint_id: int) -> RtpEndpoint:
         """The endpoint object (for tests and the benchmark; owners use commands)."""
@@ -301,6 +317,8 @@ class MediaEngine:
         for recording_id in list(self._recordings):
             self._stop_recording(recording_id)
         self.clock.stop()
+        if isinstance(self._timer, TimerFd):
+            self._timer.close()
         self.closed = True
 
     # ---------------------------------------------------------------- lookups
@@ -347,6 +365,9 @@ class MediaEngine:
             self.ports.release(port)
             raise
         self._endpoints[endpoint_id] = endpoint
+        self._report_buckets.setdefault(endpoint_id % RTCP_TICKS, {})[endpoint_id] = (
+            endpoint
+        )
         if not self.clock.running:
             self.clock.start()
         logger.debug("endpoint %d on %s:%d", endpoint_id, endpoint.host, port)
@@ -371,6 +392,7 @@ class MediaEngine:
         bridge = self._bridges.get(command.endpoint_id)
         if bridge is not None:
             bridge.refresh()
+        self.playout.set_payload_type(command.endpoint_id, endpoint.audio_pt)
         return Done()
 
     def _close_endpoint(self, endpoint_id: int) -> None:
@@ -392,7 +414,12 @@ class MediaEngine:
         endpoint.close()
         self.ports.release(endpoint.rtp_port)
         del self._endpoints[endpoint_id]
+        bucket = self._report_buckets[endpoint_id % RTCP_TICKS]
+        del bucket[endpoint_id]
+        if not bucket:
+            del self._report_buckets[endpoint_id % RTCP_TICKS]
         self._tapped.pop(endpoint_id, None)
+        self._inband.pop(endpoint_id, None)
         self._liveness.pop(endpoint_id, None)
         if not self._endpoints:
             self.clock.stop()
@@ -464,14 +491,15 @@ class MediaEngine:
     # ---------------------------------------------------------------- playback
 
     # TODO: a SetCodec during a playback keeps sending frames encoded for the old codec
-    # until the playback ends (a re-INVITE changing codec mid-prompt is rare).
+    # (with the new payload type) until the playback ends (a re-INVITE changing codec
+    # mid-prompt is rare).
     def _play(self, command: Play) -> PlaybackStarted:
         endpoint = self._endpoint(command.endpoint_id)
         if not command.items:
             raise BadCommand("empty playlist")
         try:
             playlist = [
-                self.prompts.frames(item, endpoint.codec) for item in command.items
+                self.prompts.frame_array(item, endpoint.codec) for item in command.items
             ]
         except PromptError as exc:
             raise BadCommand(str(exc)) from None
@@ -484,9 +512,9 @@ class MediaEngine:
             stop_on_dtmf=command.stop_on_dtmf,
         )
         self._playbacks[command.endpoint_id] = playback
-        self._phase_playbacks[command.endpoint_id % self._phases][
-            command.endpoint_id
-        ] = playback
+        # the stream joins the batch at the next tick, continuing the OutStream as
+        # set_output leaves it (a bridge's position settled, the marker requested)
+        self.playout.add(endpoint, playback)
         endpoint.set_output(Output.PLAYER)
         return PlaybackStarted(endpoint_id=command.endpoint_id, playback_id=playback_id)
 
@@ -496,7 +524,7 @@ class MediaEngine:
         playback = self._playbacks.pop(endpoint_id, None)
         if playback is None:
             return
-        del self._phase_playbacks[endpoint_id % self._phases][endpoint_id]
+        self.playout.remove(endpoint_id)  # its position back into the OutStream
         if restore:
             self._restore_output(endpoint_id)
         self._emit(
@@ -592,19 +620,13 @@ class MediaEngine:
 
     # ---------------------------------------------------------------- media clock
 
-    def _on_slot(self, slot: int, deadline: float) -> None:
-        """One clock slot: slot 0 of a tick does the per-tick work, every slot sends
-        the played frames of its share of the endpoints."""
-        tick, phase = divmod(slot, self._phases)
+    def _on_tick(self, tick: int, deadline: float) -> None:
+        """One media-clock tick: mixers, recorders, reports, and the played packets
+        built at once; phase 0 leaves now, the other phases at their own deadline."""
         when = deadline + self._clock_offset
-        if phase == 0:
-            self._on_tick(tick, when)
-        playbacks = self._phase_playbacks[phase]
-        if playbacks:
-            self._run_playbacks(playbacks, when)
-
-    def _on_tick(self, tick: int, when: float) -> None:
         heard = self._decode_taps() if self._tapped else {}
+        if self._inband:
+            self._scan_inband(heard)
         if self._mixers:
             self._run_mixers(heard, when)
         for recording in list(self._recordings.values()):
@@ -618,7 +640,52 @@ class MediaEngine:
                 self._stop_recording(recording.recording_id)
         if tick % HOUSEKEEPING_TICKS == 0:
             self._housekeeping()
-            self._send_reports(tick // HOUSEKEEPING_TICKS)
+        self._send_reports(tick)
+
+        playout = self.playout
+        playout.build(tick, when)
+        if not len(playout):
+            return
+        playout.send(tick, 0)
+        call_at = self._timer.call_at
+        step = self._phase_interval
+        for phase in playout.busy_phases():
+            if phase:
+                call_at(deadline + phase * step, self._send_phase, tick, phase)
+
+    def _send_phase(self, tick: int, phase: int) -> None:
+        self.playout.send(tick, phase)
+
+    def _on_played_out(self, endpoint_id: int) -> None:
+        self._finish_playback(endpoint_id, PlaybackEnd.COMPLETED)
+
+    def _detect_inband(self, command: DetectInband) -> Done:
+        endpoint = self._endpoint(command.endpoint_id)
+        listening = command.endpoint_id in self._inband
+        if command.enabled and not listening:
+            endpoint.open_tap()
+            self._inband[command.endpoint_id] = GoertzelDetector()
+        elif not command.enabled and listening:
+            endpoint.close_tap()
+            del self._inband[command.endpoint_id]
+        self._refresh_taps()
+        return Done()
+
+    def _scan_inband(self, heard: dict[int, Samples]) -> None:
+        """This tick's received audio of every listening endpoint, through its detector.
+
+        TODO: one GoertzelDetector call per stream; GoertzelBank would take all the
+        streams in a few numpy calls (matters with hundreds of legs without RFC 4733).
+        """
+        for endpoint_id, detector in list(self._inband.items()):
+            samples = heard.get(endpoint_id)
+            if samples is None:
+                continue
+            for digit in detector.feed(samples):
+                endpoint = self._endpoints.get(endpoint_id)
+                if endpoint is not None:
+                    event = DIGIT_TO_EVENT[digit]
+                    self._on_dtmf(endpoint, DtmfDigit(digit=digit, event=event))
 
     def _refresh_taps(self) -> None:
         """Remember which endpoints keep received audio (after mixer/recorder changes)."""
@@ -646,8 +713,6 @@ class MediaEngine:
 
     # TODO: RFC 4733 events received by mixer members are reported but not forwarded
     # to the other members (a conference with an IVR leg would need it).
-    # TODO: legs that only signal DTMF in band are not scanned (GoertzelDetector on the
-    # decoded taps would cost ~1 us per frame, PERFORMANCE.md 2.3).
     def _run_mixers(self, heard: dict[int, Samples], when: float) -> None:
         silence = np.zeros(SAMPLES_PER_FRAME, dtype=np.int16)
         outgoing: dict[Codec, list[tuple[RtpEndpoint, Samples]]] = {}
@@ -672,23 +737,14 @@ class MediaEngine:
                     encoded[start : start + samples.size], when, samples.size
                 )
 
-    def _run_playbacks(self, playbacks: dict[int, Playback], when: float) -> None:
-        finished: list[int] = []
-        endpoints = self._endpoints
-        for endpoint_id, playback in playbacks.items():
-            frame = playback.next_frame()
-            if frame is None:
-                finished.append(endpoint_id)
-            else:
-                endpoints[endpoint_id].send_frame(frame, when, SAMPLES_PER_FRAME)
-        for endpoint_id in finished:
-            self._finish_playback(endpoint_id, PlaybackEnd.COMPLETED)
-
-    def _send_reports(self, second: int) -> None:
-        """RTCP every RTCP_INTERVAL seconds per endpoint, a fifth of them each second."""
-        slot = second % RTCP_INTERVAL
-        for endpoint_id, endpoint in self._endpoints.items():
-            if endpoint_id % RTCP_INTERVAL == slot and endpoint.rtcp_remote:
+    def _send_reports(self, tick: int) -> None:
+        """RTCP every RTCP_INTERVAL seconds per endpoint, spread over the ticks."""
+        bucket = self._report_buckets.get(tick % RTCP_TICKS)
+        if not bucket:
+            return
+        for endpoint_id, endpoint in list(bucket.items()):
+            if endpoint.rtcp_remote:
+                self.playout.settle(endpoint_id)  # the SR's counts and timestamp
                 endpoint.send_rtcp(endpoint.rtcp_report())
 
     def _housekeeping(self) -> None:

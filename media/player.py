@@ -15,9 +15,11 @@ the frequency domain (``numpy.fft``): truncating the spectrum to the new Nyquist
 frequency is an ideal anti-aliasing filter, so 44.1 kHz music does not fold into the
 telephone band.  Tones come from :mod:`media.tones` (ITU-T E.180 cadences).
 
-:class:`Playback` walks a playlist of those frame tuples, one frame per media-clock
-tick, optionally looping (music on hold); the engine sends the frames and emits
-"playback finished" when :meth:`Playback.next_frame` runs out.
+:class:`Playback` walks a playlist of those frames, optionally looping (music on
+hold): item by item for the engine's batched playout (:mod:`media.playout`, which
+builds every played stream's packet of a tick in one numpy pass from the
+:meth:`PromptCache.frame_array` arrays and emits "playback finished" when
+:meth:`Playback.next_item` runs out), or frame by frame (:meth:`Playback.next_frame`).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ BEEP_MS: Final = 250
 
 Samples = npt.NDArray[np.int16]
 Frames = tuple[bytes, ...]
+# The same frames as one (frames, 160) array of codes, for the batched playout.
+FrameArray = npt.NDArray[np.uint8]
 
 SILENCE_CODE: Final = {Codec.PCMU: ULAW_SILENCE, Codec.PCMA: ALAW_SILENCE}
 
@@ -182,6 +186,7 @@ class PromptCache:
             collections.OrderedDict()
         )
         self._frames: dict[tuple[object, Codec], Frames] = {}
+        self._arrays: dict[tuple[object, Codec], FrameArray] = {}
 
     def _file_key(self, path: str) -> tuple[str, int, int]:
         real = os.path.realpath(path)
@@ -219,6 +224,7 @@ class PromptCache:
             old, _ = self._samples.popitem(last=False)
             for codec in Codec:
                 self._frames.pop((old, codec), None)
+                self._arrays.pop((old, codec), None)
         return key, audio
 
     def frames(self, item: PlayItem, codec: Codec) -> Frames:
@@ -231,12 +237,33 @@ class PromptCache:
             self.encodings += 1
         return cached
 
+    def frame_array(self, item: PlayItem, codec: Codec) -> FrameArray:
+        """The payloads of ``item`` in ``codec`` as one read-only (frames, 160) array.
+
+        The batched playout gathers every playing stream's next payload from these
+        with one fancy-indexing copy per distinct item and tick.
+        """
+        key, _ = self.samples(item)
+        cached = self._arrays.get((key, codec))
+        if cached is None:
+            frames = self.frames(item, codec)
+            cached = np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(
+                len(frames), FRAME_SAMPLES
+            )
+            self._arrays[(key, codec)] = cached
+        return cached
+
 
 class Playback:
     """One playlist being played to one endpoint, a frame per tick.
 
+    Either walked frame by frame (:meth:`next_frame`) or handed out item by item
+    (:meth:`next_item`, what the batched :class:`~media.playout.Playout` uses); one
+    playback is walked one way only.
+
     :param playback_id: the id reported in the PlaybackFinished event.
-    :param playlist: encoded frames of each item, in order.
+    :param playlist: encoded frames of each item, in order (tuples of payloads or
+        :data:`FrameArray` rows).
     :param loop: start over after the last item (music on hold).
     :param stop_on_dtmf: the engine ends the playback on a key press.
     """
@@ -246,18 +273,34 @@ class Playback:
     def __init__(
         self,
         playback_id: int,
-        playlist: Sequence[Frames],
+        playlist: Sequence[Sequence[bytes] | FrameArray],
         *,
         loop: bool = False,
         stop_on_dtmf: bool = False,
     ) -> None:
         self.playback_id = playback_id
         # empty items would make a looping playlist spin without producing a frame
-        self._frames = tuple(frames for frames in playlist if frames)
+        self._frames = tuple(frames for frames in playlist if len(frames))
         self.loop = loop
         self.stop_on_dtmf = stop_on_dtmf
         self._item = 0
         self._index = 0
+
+    @property
+    def repeats_one_item(self) -> bool:
+        """A looping playlist of one item: that item over and over."""
+        return self.loop and len(self._frames) == 1
+
+    def next_item(self) -> Sequence[bytes] | FrameArray | None:
+        """The next whole item to play, or None when the playlist is over."""
+        frames = self._frames
+        if self._item >= len(frames):
+            return None
+        current = frames[self._item]
+        self._item += 1
+        if self._item == len(frames) and self.loop:
+            self._item = 0
+        return current
 
     def next_frame(self) -> bytes | None:
         """The next payload, or None when the playlist is over."""
@@ -265,7 +308,7 @@ class Playback:
         if self._item >= len(frames):
             return None
         current = frames[self._item]
-        frame = current[self._index]
+        frame = bytes(current[self._index])
         self._index += 1
         if self._index == len(current):
             self._index = 0

@@ -1117,7 +1117,7 @@ def test_demo_dialplan_and_trunk() -> None:
     assert config.dialplan[2].args == (
         ("frequency", "1000"),
         ("seconds", "5"),
-        ("prompt", "demo-tone"),
+        ("prompt", "goodbye"),
     )
     assert config.dialplan[-1].strip == 1
     assert not any(user.allow_outbound for user in config.users)

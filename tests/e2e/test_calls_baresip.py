@@ -281,11 +281,17 @@ def test_tone_app_plays_1khz(
     try:
         phone.dial(f"sip:601@{LOOPBACK}:{switch.port}")
         phone.wait_event("CALL_ESTABLISHED", timeout=15)
-        # The app hangs up after its five seconds of tone (and a missing prompt).
+        # The app hangs up after its five seconds of tone and the goodbye prompt.
         phone.wait_event("CALL_CLOSED", timeout=15)
         time.sleep(0.5)
         heard = _heard(phone)
+        decoded = sorted((phone.workdir / "rec").glob("*-dec.wav"))[-1]
+        with wave.open(str(decoded)) as wav:
+            seconds = wav.getnframes() / wav.getframerate()
     finally:
         phone.stop()
     assert_hears(heard, expected_hz=1000.0, own_hz=BARESIP_HZ, who="baresip")
     assert "ended by switch" in switch.log()
+    # the prompt was found and played after the tone (no warning, a longer call)
+    assert "WARNING switch.apps" not in switch.log()
+    assert seconds > 5.5, seconds

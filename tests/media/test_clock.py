@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import sys
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 
-from media.clock import MediaClock
+from media.clock import MediaClock, TimerFd, precise_scheduler
 
 
 class FakeHandle:
@@ -165,3 +168,88 @@ async def test_runs_on_a_real_loop() -> None:
     finally:
         clock.stop()
     assert ticks == sorted(ticks)
+
+
+# ------------------------------------------------------------------ timerfd
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timerfd is Linux")
+async def test_timerfd_calls_in_deadline_order_and_skips_cancelled() -> None:
+    loop = asyncio.get_running_loop()
+    timer = TimerFd(loop)
+    calls: list[str] = []
+    done = loop.create_future()
+    try:
+        now = timer.time()
+        assert abs(now - time.monotonic()) < 0.01  # deadlines on time.monotonic
+        timer.call_at(now + 0.03, calls.append, "c")
+        timer.call_at(now + 0.01, calls.append, "a")
+        timer.call_at(now + 0.02, calls.append, "b").cancel()
+        timer.call_at(now - 1.0, calls.append, "past")  # overdue: runs at once
+        timer.call_at(now + 0.04, lambda: done.set_result(None))
+        await asyncio.wait_for(done, timeout=5)
+        assert calls == ["past", "a", "c"]
+        assert timer.wakeups >= 1
+    finally:
+        timer.close()
+    timer.close()  # twice is fine
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timerfd is Linux")
+async def test_timerfd_rearms_from_a_callback_and_after_a_failure() -> None:
+    loop = asyncio.get_running_loop()
+    timer = TimerFd(loop)
+    seen: list[int] = []
+    done = loop.create_future()
+    errors: list[object] = []
+    loop.set_exception_handler(lambda loop, context: errors.append(context))
+
+    def step(n: int) -> None:
+        seen.append(n)
+        if n == 2:
+            timer.call_at(timer.time() + 0.005, step, 3)
+            raise RuntimeError("a failing callback")
+        if n == 3:
+            done.set_result(None)
+
+    try:
+        timer.call_at(timer.time() + 0.005, step, 1)
+        timer.call_at(timer.time() + 0.01, step, 2)
+        await asyncio.wait_for(done, timeout=5)
+        assert seen == [1, 2, 3]
+    finally:
+        loop.set_exception_handler(None)
+        timer.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="timerfd is Linux")
+async def test_clock_on_a_timerfd() -> None:
+    loop = asyncio.get_running_loop()
+    timer = TimerFd(loop)
+    ticks: list[tuple[int, float]] = []
+    done = loop.create_future()
+
+    def on_tick(tick: int, when: float) -> None:
+        ticks.append((tick, when))
+        if len(ticks) == 5 and not done.done():
+            done.set_result(None)
+
+    clock = MediaClock(timer, on_tick)
+    clock.start()
+    try:
+        await asyncio.wait_for(done, timeout=5)
+    finally:
+        clock.stop()
+        timer.close()
+    numbers = [tick for tick, _ in ticks]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+    for (_, earlier), (_, later) in itertools.pairwise(ticks):
+        assert later - earlier == pytest.approx(0.02)
+
+
+def test_precise_scheduler_falls_back_to_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    loop = FakeLoop()
+    assert precise_scheduler(cast(asyncio.AbstractEventLoop, loop)) is loop

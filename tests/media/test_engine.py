@@ -354,3 +354,121 @@ async def test_callback_may_call_execute(events: Recorder) -> None:
         await eventually(lambda: len(events.of(PlaybackFinished)) == 2)
     finally:
         engine.close()
+
+
+# ------------------------------------------------------------------ in-band DTMF
+
+
+async def test_inband_dtmf_heard_once_per_key_and_stops_the_prompt(
+    engine: MediaEngine, events: Recorder
+) -> None:
+    """A peer without telephone-event sends keys as tones in its PCMU audio."""
+    import numpy as np
+
+    from media.commands import DetectInband, DtmfReceived
+    from media.g711 import ulaw_encode
+    from media.tones import dtmf_tone
+
+    endpoint = create(engine, latching=False)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    try:
+        host, port = peer.getsockname()
+        engine.execute(
+            SetRemote(endpoint_id=endpoint.endpoint_id, host=host, port=port)
+        )
+        engine.execute(
+            SetCodec(endpoint_id=endpoint.endpoint_id, telephone_event_pt=None)
+        )
+        engine.execute(DetectInband(endpoint_id=endpoint.endpoint_id))
+        started = engine.execute(
+            Play(
+                endpoint_id=endpoint.endpoint_id,
+                items=(Silence(duration_ms=10_000),),
+                stop_on_dtmf=True,
+            )
+        )
+        assert isinstance(started, commands.PlaybackStarted)
+        # "1", a pause, "#", a pause, "1" again: three keys, each 100 ms of tone
+        silence = np.zeros(800, dtype=np.int16)
+        audio = np.concatenate(
+            [
+                silence,
+                dtmf_tone("1", 100),
+                silence,
+                dtmf_tone("#", 100),
+                silence,
+                dtmf_tone("1", 100),
+                silence,
+            ]
+        ).astype(np.int16)
+        codes = ulaw_encode(audio).tobytes()
+        for sequence, start in enumerate(range(0, len(codes) - 159, 160)):
+            packet = RtpPacket(
+                payload_type=0,
+                sequence=sequence,
+                timestamp=start,
+                ssrc=77,
+                payload=codes[start : start + 160],
+            )
+            peer.sendto(packet.to_bytes(), ("127.0.0.1", endpoint.rtp_port))
+            await asyncio.sleep(0.02)
+        await eventually(lambda: len(events.of(DtmfReceived)) >= 3)
+        await asyncio.sleep(0.2)
+        digits = [
+            e.digit
+            for e in events.of(DtmfReceived)
+            if isinstance(e, DtmfReceived) and e.endpoint_id == endpoint.endpoint_id
+        ]
+        assert digits == ["1", "#", "1"]
+        finished = events.of(PlaybackFinished)
+        assert [e.reason for e in finished if isinstance(e, PlaybackFinished)] == [
+            PlaybackEnd.DTMF
+        ]
+        # switched off, the same tones are ignored
+        engine.execute(DetectInband(endpoint_id=endpoint.endpoint_id, enabled=False))
+        for sequence, start in enumerate(range(0, len(codes) - 159, 160), 1000):
+            packet = RtpPacket(
+                payload_type=0,
+                sequence=sequence,
+                timestamp=start + 100_000,
+                ssrc=77,
+                payload=codes[start : start + 160],
+            )
+            peer.sendto(packet.to_bytes(), ("127.0.0.1", endpoint.rtp_port))
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.3)
+        assert len(events.of(DtmfReceived)) == 3
+    finally:
+        peer.close()
+
+
+async def test_rtcp_reports_are_spread_over_the_ticks(events: Recorder) -> None:
+    from media.engine import RTCP_TICKS
+
+    engine = MediaEngine(
+        EngineConfig(port_min=PORT_MIN + 40, port_max=PORT_MIN + 59), on_event=events
+    )
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    try:
+        ids = [create(engine).endpoint_id for _ in range(3)]
+        for endpoint_id in ids:
+            engine.execute(
+                SetRemote(
+                    endpoint_id=endpoint_id,
+                    host="127.0.0.1",
+                    port=9,
+                    rtcp_port=sink.getsockname()[1],
+                )
+            )
+        engine.clock.stop()  # drive the reports by hand
+        reporter = ids[1]
+        engine._send_reports(reporter % RTCP_TICKS)
+        sent = {i: engine.endpoint(i).rtcp_out for i in ids}
+        assert sent == {i: int(i == reporter) for i in ids}
+        engine._send_reports(reporter % RTCP_TICKS + 1)  # another tick, other ids
+        assert engine.endpoint(reporter).rtcp_out == 1
+    finally:
+        engine.close()
+        sink.close()

@@ -6,6 +6,7 @@ Loops are bounded; nothing asserts on timing.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import shutil
 import socket
 import subprocess
@@ -410,3 +411,52 @@ async def test_play_errors(h: Harness, tmp_path: Path) -> None:
         )
     with pytest.raises(BadCommand, match="empty playlist"):
         h.engine.execute(Play(endpoint_id=a.endpoint_id, items=()))
+
+
+@pytest.mark.parametrize("precise_timer", [True, False])
+async def test_many_legs_each_hear_one_continuous_stream(precise_timer: bool) -> None:
+    events: list[MediaEvent] = []
+    engine = MediaEngine(
+        EngineConfig(
+            port_min=PORT_MIN + 200,
+            port_max=PORT_MIN + 299,
+            send_phases=4,
+            precise_timer=precise_timer,
+        ),
+        on_event=events.append,
+    )
+    harness = Harness(engine, events)
+    try:
+        legs = [harness.leg() for _ in range(9)]
+        beep = Tone(name=ToneName.BEEP, duration_ms=200)
+        for created, _ in legs:
+            engine.execute(Play(endpoint_id=created.endpoint_id, items=(beep,)))
+        await eventually(lambda: len(harness.finished()) == len(legs))
+        expected = list(engine.prompts.frames(beep, Codec.PCMU))
+        for created, phone in legs:
+            packets = phone.drain()
+            assert [p.payload for p in packets] == expected
+            assert [p.marker for p in packets] == [True] + [False] * 9
+            for before, after in itertools.pairwise(packets):
+                assert after.sequence == (before.sequence + 1) & 0xFFFF
+                assert (after.timestamp - before.timestamp) & 0xFFFFFFFF == FRAME
+            stats = engine.stats(created.endpoint_id)
+            assert stats.packets_out == 10
+            assert stats.ssrc_out == packets[0].ssrc
+        assert engine.playout.packets == 90
+        assert len(engine.playout) == 0
+    finally:
+        engine.close()
+        for phone in harness.phones:
+            phone.sock.close()
+
+
+async def test_stats_while_playing_count_what_was_sent(h: Harness) -> None:
+    a, pa = h.leg()
+    h.engine.execute(
+        Play(endpoint_id=a.endpoint_id, items=(Tone(name=ToneName.DIAL),), loop=True)
+    )
+    await eventually(lambda: len(pa.drain()) >= 3)
+    stats = h.engine.stats(a.endpoint_id)
+    assert 3 <= stats.packets_out <= len(pa.drain()) + 1
+    assert stats.bytes_out == stats.packets_out * (12 + FRAME)
