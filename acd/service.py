@@ -224,6 +224,7 @@ class Acd:
         skills: Mapping[str, int] | None = None,
         language: str = "",
         arrival: float | None = None,
+        tell_refused: bool = True,
     ) -> str:
         """Put a live caller in ``queue`` until an agent answers or they leave.
 
@@ -232,6 +233,8 @@ class Acd:
         after this returns), ``callback_requested``, or a queue log outcome value
         (``abandon``, ``exit_admission``, ``exit_timeout``, ``exit_key``).
         ``arrival`` is the time of the caller's first queue when sent on from one.
+        ``tell_refused=False`` leaves a caller refused with "call later" to the
+        caller of this (the IVR's fallback branch) instead of saying so and hanging up.
         """
         acd = self.distributor
         if queue not in acd.queues:
@@ -239,7 +242,9 @@ class Acd:
         caller_id = session.call.call_id
         decision = acd.admission(queue, self.clock(), self.local_time())
         if decision.action is not AdmissionAction.ADMIT:
-            return await self._not_admitted(session, queue, decision.action, decision)
+            return await self._not_admitted(
+                session, queue, decision.action, decision, tell_refused=tell_refused
+            )
         acd.enter(
             caller_id,
             queue,
@@ -416,6 +421,8 @@ class Acd:
         queue: str,
         action: AdmissionAction,
         decision: object,
+        *,
+        tell_refused: bool = True,
     ) -> str:
         acd = self.distributor
         caller_id = session.call.call_id
@@ -448,6 +455,8 @@ class Acd:
         self.wake()
         if action is AdmissionAction.OVERFLOW and destination:
             return await self._send(session, destination)
+        if not tell_refused:
+            return LeaveReason.ADMISSION.value
         await session.answer()
         await session.play(self.prompts("agents_busy", ""))
         await session.hangup()
@@ -498,6 +507,10 @@ class Acd:
         try:
             result, answered_by = await self._ring(session, offer)
         except Hangup:
+            result, answered_by = BridgeResult(answered=False, status=487), None
+        if session.call.ended and answered_by is None:
+            # The caller hung up while the agent rang (the ring then ends 487):
+            # the caller abandoned, the agent is not to blame.
             acd.abandon(offer.caller_id, self.clock())
             self.wake()
             return

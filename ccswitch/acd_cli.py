@@ -14,6 +14,7 @@ import asyncio
 import time
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -112,8 +113,9 @@ async def _queues_lines(
     return lines
 
 
-def _midnight() -> float:
-    now = datetime.now()
+def _midnight(time_zone: str) -> float:
+    """The last midnight in the company's time zone (``[ivr] time_zone``)."""
+    now = datetime.now(ZoneInfo(time_zone))
     return now.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
 
 
@@ -135,7 +137,7 @@ def queues_command(
     """
     config, path = _config_and_path(config_file, db)
     end = time.time() + 1
-    start = end - since if since else _midnight()
+    start = end - since if since else _midnight(config.ivr.time_zone)  # type: ignore[attr-defined]
     for line in asyncio.run(_queues_lines(config, path, start, end)):
         click.echo(line)
 
@@ -177,14 +179,45 @@ def agents_command(config_file: str | None, db: str | None) -> None:
         click.echo(line)
 
 
-async def _add_command(path: str, agent: str, action: str, reason: str) -> None:
+# What an agent's status reads once each action has taken effect.
+EXPECTED_STATUS = {
+    "login": "available",
+    "available": "available",
+    "logout": "logged out",
+    "break": "on break",
+}
+# How long the CLI waits for the running switch to apply a command (it looks for
+# commands and rewrites its snapshot about once a second).
+APPLY_TIMEOUT = 5.0
+
+
+async def _add_command(
+    path: str, agent: str, action: str, reason: str
+) -> tuple[bool, str | None]:
+    """Queue the command, then wait for the switch: (taken, agent status after)."""
     from acd.log import QueueLog
     from ccswitch.store import Store
 
     store = Store(path)
     await store.open()
     try:
-        await QueueLog(store.db).add_command(agent, action, reason)
+        log = QueueLog(store.db)
+        sent = time.time()
+        await log.add_command(agent, action, reason)
+        deadline = time.monotonic() + APPLY_TIMEOUT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            async with store.db.execute("SELECT COUNT(*) FROM acd_commands") as cursor:
+                row = await cursor.fetchone()
+            if row is not None and row[0]:
+                continue  # not taken yet
+            for entry in await log.agents():
+                updated = float(entry["updated_at"] or 0)  # type: ignore[arg-type]
+                if entry["name"] == agent and updated > sent:
+                    return True, str(entry["status"])
+        async with store.db.execute("SELECT COUNT(*) FROM acd_commands") as cursor:
+            row = await cursor.fetchone()
+        return not (row is not None and row[0]), None
     finally:
         await store.close()
 
@@ -210,8 +243,17 @@ def _agent_command(action: str, help_text: str) -> click.Command:
             _fail(
                 f"NAME: unknown agent {name!r} (agents: {', '.join(known) or 'none'})"
             )
-        asyncio.run(_add_command(path, name, action, reason))
-        click.echo(f"{name}: {action} sent")
+        taken, status = asyncio.run(_add_command(path, name, action, reason))
+        if not taken:
+            _fail(
+                f"{name}: {action} not picked up in {APPLY_TIMEOUT:.0f} s: is a switch "
+                f"running on {path}? (it will apply the command when it starts)"
+            )
+        if status is None:
+            _fail(f"{name}: {action} taken, but the switch's snapshot did not update")
+        if status != EXPECTED_STATUS[action]:
+            _fail(f"{name}: {action} refused by the switch: the agent is {status}")
+        click.echo(f"{name}: {status}")
 
     return command
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pyee import EventEmitter
 
@@ -19,7 +21,7 @@ from acd.admission import AdmissionAction, AdmissionRule, parse_days, parse_hour
 from acd.agent import Agent, Membership
 from acd.distributor import Distributor
 from acd.log import QueueLog
-from acd.queue import QueueSettings
+from acd.queue import LeaveReason, QueueSettings
 from acd.service import (
     Acd,
     QueueMedia,
@@ -168,6 +170,7 @@ class AcdRuntime:
         announcer, prompts, say_number = beep_announcer, tone_prompts, beep_number
         if prompt_library is not None:
             announcer, prompts, say_number = _prompt_functions(prompt_library)  # type: ignore[assignment]
+        zone = ZoneInfo(config.ivr.time_zone)
         self.acd = Acd(
             distributor=build_distributor(config),
             bus=bus,
@@ -179,6 +182,8 @@ class AcdRuntime:
             announcer=announcer,
             prompts=prompts,
             say_number=say_number,
+            # admission schedules are the company's hours, like the IVR's
+            local_time=lambda: datetime.now(zone),
         )
         self.apps = {"queue": queue_app(self.acd), "agent": agent_app(self.acd)}
 
@@ -211,7 +216,13 @@ class AcdRuntime:
         return any(binding.reachable for binding in self.registrar.lookup(user))
 
     async def ivr_hook(self, session: Any, request: Any) -> bool:
-        """The IVR's queue node: True when the queue took the caller."""
+        """The IVR's queue node: True when the queue took the caller.
+
+        A caller the queue refuses outright ("call later": no agent logged in, a
+        limit crossed without callback or overflow) is False, so the flow's
+        fallback branch speaks to them; every other outcome (connected, gave up,
+        callback, timed out or left by key) belongs to the queue.
+        """
         if request.queue not in self.acd.distributor.queues:
             logger.warning("IVR asked for unknown queue %s", request.queue)
             return False
@@ -219,14 +230,15 @@ class AcdRuntime:
         for skill in request.skills:
             name, _, level = str(skill).partition(":")
             skills[name] = int(level) if level.isdigit() else 1
-        await self.acd.enqueue(
+        outcome = await self.acd.enqueue(
             session,
             request.queue,
             priority=request.priority,
             skills=skills,
             language=request.language,
+            tell_refused=False,
         )
-        return True
+        return outcome != LeaveReason.ADMISSION.value
 
     async def start(self) -> None:
         self.acd.log = QueueLog(self.store.db)

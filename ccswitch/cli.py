@@ -276,14 +276,42 @@ def _check_flows(config: Config, folder: str | None) -> bool:
 
     path = Path(folder) if folder else flow_folder(config.ivr)
     result = load_flows(path, prompt_library(config.ivr))
+    good = not result.errors
     for flow in result.flows.values():
-        click.echo(f"{flow.source}: ok")
+        problems = _flow_references(flow, config)
+        for problem in problems:
+            click.echo(problem, err=True)
+        if problems:
+            good = False
+        else:
+            click.echo(f"{flow.source}: ok")
     for error in result.errors:
         click.echo(str(error), err=True)
     if not result.flows and not result.errors:
         click.echo(f"{path}: no flow files (*.toml)", err=True)
         return False
-    return not result.errors
+    return good
+
+
+def _flow_references(flow: Any, config: Config) -> list[str]:
+    """Queues and users a flow names that this configuration does not have.
+
+    Names taken from variables (``${...}``) are known only at call time.
+    """
+    from ivr.flow import QueueNode, TransferNode
+
+    queues = {queue.name for queue in config.queues}
+    users = {user.name for user in config.users}
+    problems = []
+    for name, node in flow.nodes.items():
+        queue = node.queue if isinstance(node, QueueNode) else None
+        if queue is not None and "${" not in queue and queue not in queues:
+            problems.append(f"{flow.source}: node '{name}': unknown queue {queue!r}")
+        if isinstance(node, TransferNode) and node.target.startswith("user:"):
+            user = node.target.removeprefix("user:")
+            if "${" not in user and user not in users:
+                problems.append(f"{flow.source}: node '{name}': unknown user {user!r}")
+    return problems
 
 
 @flows_group.command("check", context_settings=_CONTEXT)

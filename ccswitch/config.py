@@ -1784,11 +1784,44 @@ def _check_dialplan(config: Config, name: Callable[[str], str]) -> None:
             raise _Invalid(f"unknown trunk {_show(target)}", f"{path}.to")
         if kind == "user" and target and target not in users:
             raise _Invalid(f"unknown user {_show(target)}", f"{path}.to")
+        if kind == "queue" and target not in {q.name for q in config.queues}:
+            raise _Invalid(f"unknown queue {_show(target)}", f"{path}.to")
+        if kind == "ivr":
+            flows = _flows_folder(config)
+            if flows is not None and not (flows / f"{target}.toml").is_file():
+                raise _Invalid(
+                    f"no flow {_show(target)} ({flows / (target + '.toml')} is missing)",
+                    f"{path}.to",
+                )
         if rule.args and kind != "app":
             raise _Invalid(
                 f"only app: destinations take args (to is {_show(rule.to)})",
                 f"{path}.args",
             )
+
+
+def _flows_folder(config: Config) -> Path | None:
+    """The IVR's flows folder (the demo's when unset), None when it is not there."""
+    if config.ivr.flows:
+        path = Path(config.ivr.flows)
+    else:
+        from ivr.service import DEMO_FLOWS  # ccswitch wires everything
+
+        path = DEMO_FLOWS
+    return path if path.is_dir() else None
+
+
+def _check_queue_destination(
+    destination: str, queues: Mapping[str, str], users: set[str], key: str
+) -> None:
+    kind, _, target = destination.partition(":")
+    if kind == "queue" and target in queues:
+        return
+    if kind == "user" and target in users:
+        return
+    if kind in ("queue", "user"):
+        raise _Invalid(f"unknown {kind} {_show(target)}", key)
+    raise _Invalid(f"{_show(destination)} is not queue:NAME or user:NAME", key)
 
 
 def _check_acd(config: Config, name: Callable[[str], str]) -> None:
@@ -1809,7 +1842,18 @@ def _check_acd(config: Config, name: Callable[[str], str]) -> None:
             )
         if queue.exit_key and not queue.exit_destination:
             raise _Invalid("required when exit_key is set", f"{path}.exit_destination")
+        if queue.music and not Path(queue.music).is_file():
+            raise _Invalid(f"{_show(queue.music)}: no such file", f"{path}.music")
     users = {user.name for user in config.users}
+    # Where queue callers can be sent on (exit key, overflow): queue:NAME, user:NAME.
+    for number, queue in enumerate(config.queues, start=1):
+        if queue.exit_destination:
+            _check_queue_destination(
+                queue.exit_destination,
+                queues,
+                users,
+                f"queues[{number}].exit_destination",
+            )
     agents: dict[str, str] = {}
     for number, agent in enumerate(config.agents, start=1):
         path = f"agents[{number}]"
@@ -1831,6 +1875,10 @@ def _check_acd(config: Config, name: Callable[[str], str]) -> None:
             raise _Invalid(f"unknown queue {_show(rule.queue)}", f"{path}.queue")
         if rule.action == "overflow" and not rule.destination:
             raise _Invalid("required when action is overflow", f"{path}.destination")
+        if rule.destination:
+            _check_queue_destination(
+                rule.destination, queues, users, f"{path}.destination"
+            )
         if rule.action == "callback":
             queue = next(q for q in config.queues if q.name == rule.queue)
             if not queue.callback_trunk:

@@ -81,13 +81,9 @@ MAX_STEPS = 500
 class Session(Protocol):
     """What the runner uses of :class:`~switch.session.CallSession`.
 
-    Keys come from ``digits``, fed by the B2BUA from RFC 4733 events and SIP INFO.
+    Keys come from ``digits``, fed by the B2BUA from RFC 4733 events, SIP INFO and,
+    for callers that offer no telephone-event, tones heard in band (Q.23).
     """
-
-    # TODO: in-band DTMF (tones in the audio, Q.23) never reaches ``digits``: the media
-    # engine does not run media.dtmf.GoertzelDetector on received audio yet (TODO in
-    # media/engine.py); cost: callers whose phones send tones in band only cannot use
-    # menus (tests/sipp/test_ivr_sipp.py marks that test xfail, strict).
 
     digits: asyncio.Queue[str]
 

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from ivr.flow import Flow
-from ivr.loader import FlowError, LoadResult, load_flows
+from ivr.loader import FLOW_SUFFIX, FlowError, LoadResult, load_flows
 from ivr.prompts import PromptLibrary
 from ivr.runner import FlowRunner, Services
 from switch.dialplan import Route, RouteRefused, ToApp
@@ -50,9 +50,14 @@ class FlowRegistry:
     def reload(self) -> LoadResult:
         """Read the folder again; returns what loaded and what failed (logged)."""
         result = load_flows(self.folder, self.library)
-        failed = {Path(e.source).stem for e in result.errors}
         for error in result.errors:
-            logger.error("flow not loaded, previous version kept: %s", error)
+            logger.error("flow not loaded (a running version is kept): %s", error)
+        if any(Path(e.source).suffix != FLOW_SUFFIX for e in result.errors):
+            # The folder itself is unreadable (gone, not a folder): that says nothing
+            # about the flows, so every running one stays.
+            logger.error("flows folder %s unusable: all running flows kept", self.folder)
+            return result
+        failed = {Path(e.source).stem for e in result.errors}
         updated = dict(self._flows)
         for name in list(updated):
             if name not in result.flows and name not in failed:
@@ -61,7 +66,7 @@ class FlowRegistry:
         updated.update(result.flows)
         self._flows = updated
         logger.info(
-            "flows loaded from %s: %s", self.folder, ", ".join(self.names) or "none"
+            "flows in use from %s: %s", self.folder, ", ".join(self.names) or "none"
         )
         return result
 

@@ -1364,3 +1364,50 @@ def test_media_workers_need_a_port_pair_each() -> None:
         media_workers=2,
     )
     assert two.rtp.media_workers == 2
+
+
+# --- names that must exist: queues, flows, destinations, music ------------------------
+
+DEMO_TEXT = (Path(__file__).resolve().parents[1] / "ccswitch" / "demo.toml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            'to = "queue:support"',
+            'to = "queue:suport"',
+            'unknown queue "suport"',
+        ),
+        (
+            'to = "ivr:demo"',
+            'to = "ivr:dmeo"',
+            'no flow "dmeo"',
+        ),
+        (
+            '[[queues]]\nname = "support"\n',
+            '[[queues]]\nname = "support"\nmusic = "/nonexistent/moh.wav"\n',
+            '"/nonexistent/moh.wav": no such file',
+        ),
+    ],
+)
+def test_references_to_missing_things_are_refused(
+    old: str, new: str, message: str
+) -> None:
+    assert old in DEMO_TEXT, old
+    text = DEMO_TEXT.replace(old, new, 1)
+    assert message in error_of(text)
+
+
+@pytest.mark.parametrize(
+    ("destination", "message"),
+    [
+        ("queue:nosuch", 'unknown queue "nosuch"'),
+        ("user:1999", 'unknown user "1999"'),
+        ("ivr:demo", '"ivr:demo" is not queue:NAME or user:NAME'),
+    ],
+)
+def test_queue_exit_destinations_must_exist(destination: str, message: str) -> None:
+    head, sep, rest = DEMO_TEXT.partition('[[queues]]\nname = "support"\n')
+    text = f'{head}{sep}exit_key = "0"\nexit_destination = "{destination}"\n{rest}'
+    assert message in error_of(text)

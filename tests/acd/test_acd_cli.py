@@ -40,10 +40,16 @@ def test_agent_commands_reach_the_running_switch(tmp_path: Path) -> None:
 
     try:
         assert _until(lambda: "logged out" in line("1004"))
+        # a break for a logged-out agent is refused by the switch, and said so
+        refused = runner.invoke(main, ["agent", "break", "1004", *where])
+        assert refused.exit_code == 2
+        assert "break refused by the switch: the agent is logged out" in refused.output
         result = runner.invoke(main, ["agent", "login", "1004", *where])
-        assert result.exit_code == 0 and "login sent" in result.output
+        assert result.exit_code == 0, result.output
+        assert result.output == "1004: available\n"
         assert _until(lambda: " available " in line("1004"))
-        runner.invoke(main, ["agent", "break", "1004", "--reason", "lunch", *where])
+        lunch = ["agent", "break", "1004", "--reason", "lunch", *where]
+        assert runner.invoke(main, lunch).output == "1004: on break\n"
         assert _until(lambda: "on break" in line("1004") and "lunch" in line("1004"))
         queues = runner.invoke(main, ["queues", *where])
         assert queues.exit_code == 0
@@ -55,6 +61,15 @@ def test_agent_commands_reach_the_running_switch(tmp_path: Path) -> None:
         assert bad.exit_code == 2 and "unknown agent" in bad.output
     finally:
         switch.stop()
+
+
+def test_agent_command_without_a_running_switch_says_so(tmp_path: Path) -> None:
+    switch = start_switch(tmp_path)
+    switch.stop()  # the database stays, nobody reads the commands
+    where = ["--config", str(switch.config), "--db", str(switch.db)]
+    result = CliRunner().invoke(main, ["agent", "login", "1004", *where])
+    assert result.exit_code == 2
+    assert "login not picked up in 5 s: is a switch running on" in result.output
 
 
 def test_missing_database_is_one_line(tmp_path: Path) -> None:

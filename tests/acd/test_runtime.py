@@ -88,3 +88,16 @@ async def test_the_ivr_hook_enqueues_with_priority_skills_and_language() -> None
     assert caller.skills == {"en": 3, "billing": 1}
     session.call.end()
     assert await asyncio.wait_for(task, 5)
+
+
+def test_admission_schedules_run_on_the_company_clock() -> None:
+    """[[admission]] hours are the company's, in [ivr] time_zone, not the host's."""
+    config = load_config(None)
+    runtime = AcdRuntime(
+        config,
+        bus=None,  # type: ignore[arg-type]
+        store=None,  # type: ignore[arg-type]
+        registrar=NoBindings(),  # type: ignore[arg-type]
+    )
+    now = runtime.acd.local_time()
+    assert str(now.tzinfo) == config.ivr.time_zone == "Europe/Moscow"

@@ -122,6 +122,9 @@ class FakeSession:
             if self.call.ended:
                 raise Hangup(self.call.call_id)
             return BridgeResult(answered=True, status=200, leg_id=f"leg-{user}")
+        if kind == "ring":  # rings until the caller hangs up: the dial ends 487
+            await self.call.ended_event.wait()
+            return BridgeResult(answered=False, status=487)
         await asyncio.sleep(0.01)
         return BridgeResult(answered=False, status=int(value))
 
@@ -499,3 +502,27 @@ async def test_callback_offer_not_confirmed_keeps_the_caller_waiting() -> None:
         await asyncio.wait_for(task, TIMEOUT)
     finally:
         await acd.stop()
+
+
+async def test_caller_hanging_up_while_the_agent_rings_is_no_fault_of_the_agent() -> None:
+    core = make(1, queue=QueueSettings(name="support"))
+    acd = service(core)
+    await acd.start()
+    try:
+        session = FakeSession("c0", {"1001": ("ring", 0.0)})
+        task = asyncio.create_task(acd.enqueue(session, "support"))
+        for _ in range(100):
+            if session.bridged:
+                break
+            await asyncio.sleep(0.01)
+        assert session.bridged == ["1001"]
+        session.call.end()
+        assert await asyncio.wait_for(task, TIMEOUT) == "abandon"
+        await asyncio.sleep(0.05)
+        agent = core.agents["a1"]
+        assert agent.status is AgentStatus.AVAILABLE  # not on break "no answer"
+    finally:
+        await acd.stop()
+    records = await flushed(acd)
+    assert outcomes(records) == {"c0": [QueueEvent.ABANDON]}
+    assert QueueEvent.NO_ANSWER not in [r.event for r in records]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -63,6 +64,13 @@ def test_a_bad_flow_never_replaces_a_good_one(
     (folder / "other.toml").unlink()
     registry.reload()
     assert list(registry.names) == ["main"]
+
+    # The whole folder gone (renamed by mistake): no flow is dropped.
+    running = registry.get("main")
+    folder.rename(tmp_path / "flows-moved")
+    result = registry.reload()
+    assert [e.problem for e in result.errors] == ["not a folder of flow files"]
+    assert registry.names == ("main",) and registry.get("main") is running
 
 
 async def test_ivr_steps_are_stored_with_the_call(tmp_path: Path) -> None:
@@ -133,6 +141,22 @@ def test_flows_check_the_demo() -> None:
     assert out.strip().endswith("ivr/flows/demo.toml: ok")
 
 
+def test_flows_check_names_unknown_queues_and_users(tmp_path: Path) -> None:
+    demo = (REPO / "ivr" / "flows" / "demo.toml").read_text()
+    text = demo.replace('queue = "sales"', 'queue = "salse"', 1)
+    text = text.replace('target = "user:1001"', 'target = "user:1999"', 1)
+    assert text != demo
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "demo.toml").write_text(text)
+    code, out, err = invoke("flows", "check", str(folder))
+    assert code == 2
+    source = folder / "demo.toml"
+    assert f"{source}: node 'sales': unknown queue 'salse'" in err
+    assert f"{source}: node 'operator': unknown user '1999'" in err
+    assert "ok" not in out
+
+
 def test_flows_check_a_bad_folder(tmp_path: Path) -> None:
     folder = tmp_path / "flows"
     good = write(folder, GOOD, "good")
@@ -152,8 +176,12 @@ def test_flows_check_an_empty_folder(tmp_path: Path) -> None:
 
 
 def _config(tmp_path: Path, pid_file: Path) -> Path:
+    """The demo configuration (its queues and users back the demo flow's names)."""
+    demo = (REPO / "ccswitch" / "demo.toml").read_text()
+    text, count = re.subn(r'(?m)^pid_file = ".*"$', f'pid_file = "{pid_file}"', demo)
+    assert count == 1
     path = tmp_path / "c.toml"
-    path.write_text(f'[sip]\nrealm = "r"\n[ivr]\npid_file = "{pid_file}"\n')
+    path.write_text(text)
     return path
 
 

@@ -131,6 +131,12 @@ def demo_flow(folder: Path, *, holiday_today: bool = False) -> Path:
     return folder
 
 
+def queue_log_rows(switch: SwitchProcess) -> list[tuple[str, str]]:
+    """(event, agent) of every queue log row, in order."""
+    with sqlite3.connect(switch.db) as db:
+        return list(db.execute("SELECT event, agent FROM queue_log ORDER BY at, rowid"))
+
+
 def switch_for(
     workdir: Path, flows: Path, *, crm_url: str | None = None
 ) -> SwitchProcess:
@@ -245,17 +251,17 @@ def test_menu_1_sales_unknown_caller_prompts_arrive_whole(
     open_switch: SwitchProcess, tmp_path: Path
 ) -> None:
     # The greeting plays out; "1" (Russian) stops the language prompt; "1" stops the
-    # menu: sales. The IVR hands the caller to the ACD's queue (which, with no agent
-    # logged in, sends the caller away: the switch hangs up).
+    # menu: sales. The IVR hands the caller to the ACD's queue, which refuses them
+    # (no agent logged in): the flow's fallback says so and says goodbye.
     language_key = seconds("ru", "greeting") + 1.0
     heard = ivr_call(
         open_switch, tmp_path / "call", [(language_key, "1"), (language_key + 2.0, "1")]
     )
     assert heard.path == [
         "greeting", "language", "defaults", "lookup", "known", "hours", "menu",
-        "sales",
+        "sales", "busy", "goodbye",
     ]  # fmt: skip
-    assert heard.detail("exited") == ["queued sales"]
+    assert heard.detail("exited") == ["hangup"]
     assert heard.detail("data_dip")[0].startswith("ok status=200")
     assert "customer_found=no" in heard.detail("data_dip")[0]
     assert heard.detail("digits", "menu") == ["1 matched #1"]
@@ -263,6 +269,7 @@ def test_menu_1_sales_unknown_caller_prompts_arrive_whole(
     heard.cut("ru", "choose_language")
     heard.cut("ru", "menu")
     heard.whole("ru", "sales", "please_hold")
+    heard.whole("ru", "agents_busy")
     # The whole call is in the CDR listing too.
     listing = subprocess.run(
         [sys.executable, "-m", "ccswitch", "cdr", "--db", str(open_switch.db)],
@@ -272,23 +279,43 @@ def test_menu_1_sales_unknown_caller_prompts_arrive_whole(
         cwd=REPO,
     ).stdout
     assert "    ivr demo: greeting > language[1] > defaults > lookup(ok)" in listing
-    assert "menu[1] > sales (queued sales)" in listing
+    assert "menu[1] > sales > busy > goodbye" in listing, listing
 
 
 def test_menu_2_support_gold_caller_in_english(
     open_switch: SwitchProcess, tmp_path: Path
 ) -> None:
     # "2" during the greeting (barge-in) chooses English; the CRM knows the caller
-    # (gold: welcomed, priority 10); "2" during the menu: support.
-    menu_key = 1.0 + seconds("en", "welcome_back") + 1.5
-    heard = ivr_call(
-        open_switch, tmp_path / "call", [(1.0, "2"), (menu_key, "2")], caller=GOLD
+    # (gold: welcomed, priority 10); "2" during the menu: support, where agent 1002
+    # (auto_login on registration) answers and later hangs up.
+    from tests.sipp.test_acd_sipp import agent
+
+    phone = agent(
+        open_switch,
+        tmp_path,
+        "1002",
+        "agent-answers-after-random-delay-then-hangs-up.xml",
+        1,
+        "-set",
+        "talk_ms",
+        "1500",
     )
+    try:
+        menu_key = 1.0 + seconds("en", "welcome_back") + 1.5
+        heard = ivr_call(
+            open_switch, tmp_path / "call", [(1.0, "2"), (menu_key, "2")], caller=GOLD
+        )
+        assert phone.wait() == 0, phone.errors()
+    finally:
+        phone.stop()
     assert heard.path == [
         "greeting", "language", "defaults", "lookup", "known", "vip", "welcome",
         "hours", "menu", "support",
     ]  # fmt: skip
     assert heard.detail("exited") == ["queued support"]
+    rows = queue_log_rows(open_switch)
+    events = [r[0] for r in rows if r[1] == "1002"]
+    assert events[:3] == ["agent_login", "offered", "connect"], events
     assert "customer_tier=gold" in heard.detail("data_dip")[0]
     assert heard.detail("digits", "language") == ["2 matched #1"]
     heard.cut("ru", "greeting")
