@@ -534,19 +534,20 @@ class Acd:
     async def _ring(
         self, session: CallSession, offer: Offer
     ) -> tuple[BridgeResult, str | None]:
-        """Ring the offer's agents (first registered user of each); who answered."""
-        # TODO: an agent with several users (desk phone and softphone) should ring
-        # on all of them at once; only the first registered one rings.
-        users = [
-            next((u for u in users if self.is_registered(u)), users[0])
-            for users in offer.users
-        ]
+        """Ring the offer's agents, each on every registered user (desk phone and
+        softphone ring together); the first to answer wins. Returns who answered."""
+        owner: dict[str, str] = {}  # SIP user -> agent
+        for agent, agent_users in zip(offer.agents, offer.users, strict=True):
+            registered = [u for u in agent_users if self.is_registered(u)]
+            for user in registered or agent_users[:1]:
+                owner.setdefault(user, agent)
+        users = list(owner)
         if len(users) == 1:
             result = await session.bridge(
                 ToUser(user=users[0]), ring_timeout=offer.ring_timeout
             )
-            return result, offer.agents[0] if result.answered else None
-        # Ring all: one dial to every agent's phone, the first to answer wins.
+            return result, owner[users[0]] if result.answered else None
+        # Several phones: one dial to all of them, the first to answer wins.
         call = session.call
         targets = []
         for user in users:
@@ -559,7 +560,7 @@ class Acd:
         if dialled.leg is None:
             return BridgeResult(answered=False, status=dialled.status), None
         call.connect(call.inbound, dialled.leg)
-        agent = offer.agents[users.index(dialled.leg.peer)]
+        agent = owner[dialled.leg.peer]
         return BridgeResult(answered=True, status=200, leg_id=dialled.leg.leg_id), agent
 
     async def _callback(self, offer: Offer) -> None:
@@ -573,7 +574,10 @@ class Acd:
             acd.callback_failed(caller_id, self.clock(), "no way to place the callback")
             self.wake()
             return
-        users = [u for users in offer.users for u in users[:1]]
+        users = [
+            next((u for u in agent_users if self.is_registered(u)), agent_users[0])
+            for agent_users in offer.users
+        ]
         for agent in offer.agents:
             acd.ringing(caller_id, agent, self.clock())
         try:

@@ -879,8 +879,10 @@ class B2bua:
         call.on_cancel(request)
         return None
 
-    def handle_update(self, request: Request, source: Address) -> Response:
-        """RFC 3311 UPDATE: SDP answered like a re-INVITE; none: plain 200."""
+    def _in_dialog(self, request: Request) -> tuple[Call, Leg] | Response:
+        """The call and leg of an in-dialog request, its CSeq checked (RFC 3261
+        12.2.2); or the response refusing it (481 outside any dialog, 500 for an
+        old CSeq...)."""
         found = self._find(request)
         if found is None:
             return make_response(request, 481, "Call/Transaction Does Not Exist")
@@ -890,31 +892,29 @@ class B2bua:
                 leg.dialog.receive_request(request)
             except ProtocolError as exc:
                 return make_response(request, exc.status, exc.reason)
+        return call, leg
+
+    def handle_update(self, request: Request, source: Address) -> Response:
+        """RFC 3311 UPDATE: SDP answered like a re-INVITE; none: plain 200."""
+        found = self._in_dialog(request)
+        if isinstance(found, Response):
+            return found
+        call, leg = found
         return call.on_offer(leg, request)
 
     def handle_prack(self, request: Request, source: Address) -> Response:
         """RFC 3262 PRACK for one of our reliable provisional responses."""
-        found = self._find(request)
-        if found is None:
-            return make_response(request, 481, "Call/Transaction Does Not Exist")
+        found = self._in_dialog(request)
+        if isinstance(found, Response):
+            return found
         call, leg = found
-        if leg.dialog is not None:
-            try:
-                leg.dialog.receive_request(request)
-            except ProtocolError as exc:
-                return make_response(request, exc.status, exc.reason)
         return call.on_prack(leg, request)
 
     def handle_refer(self, request: Request, source: Address) -> Response:
-        found = self._find(request)
-        if found is None:
-            return make_response(request, 481, "Call/Transaction Does Not Exist")
+        found = self._in_dialog(request)
+        if isinstance(found, Response):
+            return found
         call, leg = found
-        if leg.dialog is not None:
-            try:
-                leg.dialog.receive_request(request)
-            except ProtocolError as exc:
-                return make_response(request, exc.status, exc.reason)
         leg.log.info("REFER to %s", request.headers.get("Refer-To"))
         return call.on_refer(leg, request)
 

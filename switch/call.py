@@ -641,8 +641,12 @@ class Call:
         )
         self.outbound.append(leg)
         b2bua.register_outbound(leg.call_id, self, leg)
+        self._leg_started(leg)
+        return leg
+
+    def _leg_started(self, leg: Leg) -> None:
         publish(
-            b2bua.bus,
+            self.b2bua.bus,
             LegStarted(
                 at=self._event_time(),
                 call_id=self.call_id,
@@ -652,7 +656,6 @@ class Call:
                 peer=leg.peer,
             ),
         )
-        return leg
 
     def _outbound_from(self) -> str:
         """The caller's identity as the callee sees it: number at our host, new tag."""
@@ -1492,17 +1495,7 @@ class Call:
         else:
             self.outbound.append(new)
         self.b2bua.register_endpoint_of(new, self)
-        publish(
-            self.b2bua.bus,
-            LegStarted(
-                at=self._event_time(),
-                call_id=self.call_id,
-                leg_id=new.leg_id,
-                role=new.role.value,
-                sip_call_id=new.call_id,
-                peer=new.peer,
-            ),
-        )
+        self._leg_started(new)
         old.log.info("leg %s replaced by %s", old.leg_id, new.leg_id)
         self.send_bye(old, cause=CAUSE_NORMAL_CLEARING)
         self.finish_leg(old, status=200, hangup_by=HangupBy.LOCAL)

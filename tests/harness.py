@@ -66,15 +66,35 @@ def free_port(*, pair: bool = False) -> int:
     raise RuntimeError("no free port found")
 
 
+# Ports handed out by free_range/free_block in this test run, with when: a switch's
+# RTP range is free when picked but bound only as calls need it, so a SIPp media port
+# picked later must not land inside it. A reservation lapses after a test's lifetime.
+RESERVATION_SECONDS = 180.0
+_reserved: list[tuple[float, int, int]] = []
+
+
+def reserve(start: int, end: int) -> bool:
+    """Take ``start..end`` unless it overlaps a live reservation of this run."""
+    now = time.monotonic()
+    _reserved[:] = [r for r in _reserved if now - r[0] < RESERVATION_SECONDS]
+    if any(start <= high and low <= end for _, low, high in _reserved):
+        return False
+    _reserved.append((now, start, end))
+    return True
+
+
 def free_range(size: int) -> tuple[int, int]:
     """A block of ``size`` ports (even start) that are free right now for UDP.
 
-    Searched below the ephemeral range (32768+), where other processes' sockets land.
+    Searched below the ephemeral range (32768+), where other processes' sockets land,
+    and clear of every block handed out by this test run lately (:func:`reserve`).
     """
     import random
 
     for _ in range(100):
         start = random.randrange(10000, 32768 - size) & ~1
+        if not reserve(start, start + size - 1):
+            continue
         socks = []
         try:
             for port in range(start, start + size):

@@ -504,7 +504,9 @@ async def test_callback_offer_not_confirmed_keeps_the_caller_waiting() -> None:
         await acd.stop()
 
 
-async def test_caller_hanging_up_while_the_agent_rings_is_no_fault_of_the_agent() -> None:
+async def test_caller_hanging_up_while_the_agent_rings_is_no_fault_of_the_agent() -> (
+    None
+):
     core = make(1, queue=QueueSettings(name="support"))
     acd = service(core)
     await acd.start()
@@ -526,3 +528,64 @@ async def test_caller_hanging_up_while_the_agent_rings_is_no_fault_of_the_agent(
     records = await flushed(acd)
     assert outcomes(records) == {"c0": [QueueEvent.ABANDON]}
     assert QueueEvent.NO_ANSWER not in [r.event for r in records]
+
+
+async def test_an_agent_rings_on_every_registered_phone_and_either_answers() -> None:
+    """Desk phone 1001 and softphone 2001 of one agent ring together; 2001 answers."""
+    from acd.agent import Agent, Membership
+    from acd.strategies import load_strategies
+
+    queue = QueueSettings(name="support")
+    agent = Agent(
+        name="a1", users=("1001", "2001"), memberships=(Membership(queue="support"),)
+    )
+    core = Distributor(queues=[queue], agents=[agent], strategies=load_strategies())
+    for user in agent.users:
+        core.registered(user, True, 0.0)
+    core.login("a1", 0.0)
+
+    @dataclass
+    class Leg:
+        peer: str
+        leg_id: str = "out-1"
+
+    @dataclass
+    class Dialled:
+        leg: Leg | None
+        status: int = 200
+
+    rung: list[list[str]] = []
+
+    class B2bua:
+        def targets(self, route: ToUser) -> list[Leg]:
+            return [Leg(peer=route.user)]
+
+    class PhonesCall(FakeCall):
+        b2bua = B2bua()
+        inbound = Leg(peer="caller")
+        connected: tuple[object, object] | None = None
+
+        async def dial(
+            self, targets: list[Leg], *, ring_timeout: float, relay: bool
+        ) -> Dialled:
+            rung.append([t.peer for t in targets])
+            await asyncio.sleep(0.01)
+            return Dialled(leg=Leg(peer="2001"))
+
+        def connect(self, a: object, b: object) -> None:
+            self.connected = (a, b)
+
+    acd = service(core)
+    acd.is_registered = lambda user: True
+    await acd.start()
+    try:
+        session = FakeSession("c1", {})
+        session.call = PhonesCall(session.call.call_id, session.call.caller)
+        task = asyncio.create_task(acd.enqueue(session, "support"))
+        assert await asyncio.wait_for(task, TIMEOUT) == "connect"
+        assert rung == [["1001", "2001"]]
+        assert core.agents["a1"].state.value == "talking"
+        session.call.end()
+        await asyncio.sleep(0.05)
+    finally:
+        await acd.stop()

@@ -174,7 +174,7 @@ def test_unsupported_require_gets_420_naming_it(switch: SwitchProcess) -> None:
             "REGISTER",
             contact=f"<{phone.contact}>",
             expires=300,
-            extra=[("Require", "x-no-such-extension, path")],
+            extra=[("Require", "x-no-such-extension, timer")],
         )
         response = phone.exchange(request)
     assert response.status == 420

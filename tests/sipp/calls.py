@@ -24,6 +24,7 @@ from tests.harness import (
     SwitchProcess,
     demo_config,
     require_tool,
+    reserve,
     run_sipp,
 )
 
@@ -40,6 +41,8 @@ def free_block(size: int, *, udp_only: bool = False) -> int:
     )
     for _ in range(500):
         start = random.randrange(LOW_PORTS[0], LOW_PORTS[1] - size) & ~1
+        if not reserve(start, start + size - 1):
+            continue
         sockets: list[socket.socket] = []
         try:
             for port in range(start, start + size):
@@ -63,7 +66,9 @@ def start_switch(
 
     :param edit: rewrites the configuration text after the replacements.
     """
-    values = {"qualify_interval": "0", **replacements}
+    # The demo CRM's fixed port would collide between switches run side by side.
+    crm = f'"127.0.0.1:{free_block(1)}"'
+    values = {"qualify_interval": "0", "crm_listen": crm, **replacements}
     config = demo_config(workdir, **values)
     if edit is not None:
         config.write_text(edit(config.read_text()))

@@ -406,7 +406,8 @@ def test_inband_dtmf_only_caller_reaches_support(
         inband=True,
         scenario="trunk-call-ivr-inband-keys-gets-bye.xml",
     )
-    assert heard.path[-2:] == ["menu", "support"]
+    # support has no agent logged in: refused, the fallback says so
+    assert heard.path[-4:] == ["menu", "support", "busy", "goodbye"]
     assert heard.detail("digits", "language") == ["1 matched #1"]
     assert heard.detail("digits", "menu") == ["2 matched #1"]
 
@@ -472,6 +473,7 @@ def test_a_slow_or_garbage_crm_takes_the_fallback(
     assert dip.startswith(outcome)
     assert heard.path == [
         "greeting", "language", "defaults", "lookup", "hours", "menu", "support",
+        "busy", "goodbye",
     ]  # fmt: skip
     heard.whole("ru", "support", "please_hold")
 
@@ -484,7 +486,7 @@ def test_reload_applies_good_flows_to_new_calls_and_keeps_a_bad_one_out(
     try:
         keys = [(1.0, "1"), (3.0, "1")]
         first = ivr_call(switch, tmp_path / "call1", keys)
-        assert first.path[-2:] == ["menu", "sales"]
+        assert first.path[-4:] == ["menu", "sales", "busy", "goodbye"]
 
         # Staff swap the menu's keys 1 and 2, and save a broken second flow.
         demo = flows / "demo.toml"
@@ -514,12 +516,12 @@ def test_reload_applies_good_flows_to_new_calls_and_keeps_a_bad_one_out(
         assert "broken.toml: start node 'nowhere' is not defined" in reload.stderr
         assert "reload signalled to ccswitch process" in reload.stdout
         deadline = time.monotonic() + 10
-        while "flow not loaded, previous version kept" not in switch.log():
+        while "flow not loaded (a running version is kept)" not in switch.log():
             assert time.monotonic() < deadline, switch.log()[-2000:]
             time.sleep(0.1)
 
         second = ivr_call(switch, tmp_path / "call2", keys, calls=2)
-        assert second.path[-2:] == ["menu", "support"]
+        assert second.path[-4:] == ["menu", "support", "busy", "goodbye"]
     finally:
         switch.stop()
 
@@ -546,7 +548,8 @@ def test_a_flow_broken_at_start_up_is_not_run_and_its_number_gets_404(
     finally:
         switch.stop()
     assert (
-        f"flow not loaded, previous version kept: {demo}: node 'greeting': next goes "
+        f"flow not loaded (a running version is kept): {demo}: node 'greeting': "
+        "next goes "
         "to 'langauge', which is not defined"
     ) in log
     assert "flow 'demo' is not loaded (loaded: none)" in log
