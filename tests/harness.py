@@ -66,21 +66,34 @@ def free_port(*, pair: bool = False) -> int:
     raise RuntimeError("no free port found")
 
 
-# Ports handed out by free_range/free_block in this test run, with when: a switch's
-# RTP range is free when picked but bound only as calls need it, so a SIPp media port
-# picked later must not land inside it. A reservation lapses after a test's lifetime.
-RESERVATION_SECONDS = 180.0
+# A switch's RTP range is free when picked but bound only as calls need it, so a
+# SIPp media port picked later could land inside it. Big blocks (RTP ranges) are
+# therefore reserved for a test's lifetime, in aligned slots so that they do not
+# fragment the space; small picks only keep out of them.
+RESERVATION_SECONDS = 120.0
+BIG_BLOCK = 64
 _reserved: list[tuple[float, int, int]] = []
 
 
 def reserve(start: int, end: int) -> bool:
-    """Take ``start..end`` unless it overlaps a live reservation of this run."""
+    """Whether ``start..end`` is clear of live reservations; big blocks are taken."""
     now = time.monotonic()
     _reserved[:] = [r for r in _reserved if now - r[0] < RESERVATION_SECONDS]
     if any(start <= high and low <= end for _, low, high in _reserved):
         return False
-    _reserved.append((now, start, end))
+    if end - start + 1 >= BIG_BLOCK:
+        _reserved.append((now, start, end))
     return True
+
+
+def pick_start(low: int, high: int, size: int) -> int:
+    """A random even start in ``low..high-size``; big blocks on slot boundaries."""
+    import random
+
+    if size >= BIG_BLOCK:
+        slot = -(-size // 2) * 2
+        return low + random.randrange((high - low - size) // slot) * slot
+    return random.randrange(low, high - size) & ~1
 
 
 def free_range(size: int) -> tuple[int, int]:
@@ -89,10 +102,9 @@ def free_range(size: int) -> tuple[int, int]:
     Searched below the ephemeral range (32768+), where other processes' sockets land,
     and clear of every block handed out by this test run lately (:func:`reserve`).
     """
-    import random
 
     for _ in range(100):
-        start = random.randrange(10000, 32768 - size) & ~1
+        start = pick_start(10000, 32768, size)
         if not reserve(start, start + size - 1):
             continue
         socks = []

@@ -23,6 +23,7 @@ from tests.harness import (
     SippResult,
     SwitchProcess,
     demo_config,
+    pick_start,
     require_tool,
     reserve,
     run_sipp,
@@ -40,7 +41,7 @@ def free_block(size: int, *, udp_only: bool = False) -> int:
         (socket.SOCK_DGRAM,) if udp_only else (socket.SOCK_DGRAM, socket.SOCK_STREAM)
     )
     for _ in range(500):
-        start = random.randrange(LOW_PORTS[0], LOW_PORTS[1] - size) & ~1
+        start = pick_start(LOW_PORTS[0], LOW_PORTS[1], size)
         if not reserve(start, start + size - 1):
             continue
         sockets: list[socket.socket] = []
