@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -62,6 +62,30 @@ class BridgeResult:
     answered: bool
     status: int
     leg_id: str | None = None
+
+
+async def collect_keys(
+    next_key: Callable[[], Awaitable[str]],
+    *,
+    min_digits: int,
+    max_digits: int,
+    terminator: str | None,
+) -> str:
+    """Keys from ``next_key`` (TimeoutError: the caller paused) up to ``max_digits``
+    or the terminator, which ends the input once ``min_digits`` are in (and is
+    not included); shared by :meth:`CallSession.collect_digits` and test fakes."""
+    collected = ""
+    while len(collected) < max_digits:
+        try:
+            digit = await next_key()
+        except TimeoutError:
+            break
+        if terminator is not None and digit in terminator:
+            if len(collected) >= min_digits:
+                break
+            continue
+        collected += digit
+    return collected
 
 
 class CallSession:
@@ -177,18 +201,12 @@ class CallSession:
         ``min_digits`` digits give what was collected anyway; the caller decides.
         The terminator is not included.
         """
-        collected = ""
-        while len(collected) < max_digits:
-            try:
-                digit = await self._or_hangup(self.digits.get(), timeout)
-            except TimeoutError:
-                break
-            if terminator is not None and digit in terminator:
-                if len(collected) >= min_digits:
-                    break
-                continue
-            collected += digit
-        return collected
+        return await collect_keys(
+            lambda: self._or_hangup(self.digits.get(), timeout),
+            min_digits=min_digits,
+            max_digits=max_digits,
+            terminator=terminator,
+        )
 
     async def bridge(
         self, target: Route | str, *, ring_timeout: float | None = None

@@ -23,7 +23,7 @@ from acd.service import Acd, QueueMedia, agent_app, queue_app
 from media.commands import PlayItem
 from switch.dialplan import Caller, ToApp, ToUser
 from switch.events import RegistrationAdded, new_bus
-from switch.session import BridgeResult, Hangup
+from switch.session import BridgeResult, Hangup, collect_keys
 from tests.acd.helpers import make
 
 TIMEOUT = 10.0
@@ -98,18 +98,12 @@ class FakeSession:
         timeout: float = 5.0,
     ) -> str:
         """As CallSession.collect_digits: up to max, the terminator or a pause."""
-        collected = ""
-        while len(collected) < max_digits:
-            try:
-                digit = await asyncio.wait_for(self.digits.get(), timeout)
-            except TimeoutError:
-                break
-            if terminator is not None and digit in terminator:
-                if len(collected) >= min_digits:
-                    break
-                continue
-            collected += digit
-        return collected
+        return await collect_keys(
+            lambda: asyncio.wait_for(self.digits.get(), timeout),
+            min_digits=min_digits,
+            max_digits=max_digits,
+            terminator=terminator,
+        )
 
     async def bridge(
         self, target: object, *, ring_timeout: float | None = None

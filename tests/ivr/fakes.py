@@ -8,7 +8,7 @@ from pathlib import Path
 
 from media.commands import PlayItem, Prompt, Silence
 from switch.dialplan import Route
-from switch.session import BridgeResult, Hangup
+from switch.session import BridgeResult, Hangup, collect_keys
 
 
 class FakeSession:
@@ -82,18 +82,19 @@ class FakeSession:
         terminator: str | None = "#",
         timeout: float = 5.0,
     ) -> str:
-        collected = ""
-        while len(collected) < max_digits:
+        async def next_key() -> str:
+            # no key queued: the caller paused (a fake clock, no waiting)
             if self.digits.empty():
                 self.timeouts += 1
-                break
-            digit = self.digits.get_nowait()
-            if terminator is not None and digit in terminator:
-                if len(collected) >= min_digits:
-                    break
-                continue
-            collected += digit
-        return collected
+                raise TimeoutError
+            return self.digits.get_nowait()
+
+        return await collect_keys(
+            next_key,
+            min_digits=min_digits,
+            max_digits=max_digits,
+            terminator=terminator,
+        )
 
     async def bridge(
         self, target: Route | str, *, ring_timeout: float | None = None
