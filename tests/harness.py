@@ -66,34 +66,40 @@ def free_port(*, pair: bool = False) -> int:
     raise RuntimeError("no free port found")
 
 
-# A switch's RTP range is free when picked but bound only as calls need it, so a
-# SIPp media port picked later could land inside it. Big blocks (RTP ranges) are
-# therefore reserved for a test's lifetime, in aligned slots so that they do not
-# fragment the space; small picks only keep out of them.
+# A port picked free may be bound by its owner only later (a switch binds its RTP
+# range as calls need it; SIPp binds media when a call starts), so another pick in
+# the meantime could land on it. Every block handed out is therefore reserved for a
+# test's lifetime, in aligned slots of two regions so that reservations do not
+# fragment the space: small blocks (SIP ports, SIPp and baresip media) and big
+# ones (switches' RTP ranges).
 RESERVATION_SECONDS = 120.0
-BIG_BLOCK = 64
+BIG_BLOCK = 16
+SMALL_PORTS = (10000, 14000)
+BIG_PORTS = (14000, 30000)
+SMALL_SLOT = 4
+BIG_SLOT = 200
 _reserved: list[tuple[float, int, int]] = []
 
 
 def reserve(start: int, end: int) -> bool:
-    """Whether ``start..end`` is clear of live reservations; big blocks are taken."""
+    """Take ``start..end`` unless it overlaps a live reservation of this run."""
     now = time.monotonic()
     _reserved[:] = [r for r in _reserved if now - r[0] < RESERVATION_SECONDS]
     if any(start <= high and low <= end for _, low, high in _reserved):
         return False
-    if end - start + 1 >= BIG_BLOCK:
-        _reserved.append((now, start, end))
+    _reserved.append((now, start, end))
     return True
 
 
-def pick_start(low: int, high: int, size: int) -> int:
-    """A random even start in ``low..high-size``; big blocks on slot boundaries."""
+def pick_start(size: int) -> int:
+    """A random slot-aligned (even) start for a block of ``size`` ports."""
     import random
 
-    if size >= BIG_BLOCK:
-        slot = -(-size // 2) * 2
-        return low + random.randrange((high - low - size) // slot) * slot
-    return random.randrange(low, high - size) & ~1
+    big = size >= BIG_BLOCK
+    low, high = BIG_PORTS if big else SMALL_PORTS
+    unit = BIG_SLOT if big else SMALL_SLOT
+    slot = -(-size // unit) * unit
+    return low + random.randrange((high - low) // slot) * slot
 
 
 def free_range(size: int) -> tuple[int, int]:
@@ -104,7 +110,7 @@ def free_range(size: int) -> tuple[int, int]:
     """
 
     for _ in range(100):
-        start = pick_start(10000, 32768, size)
+        start = pick_start(size)
         if not reserve(start, start + size - 1):
             continue
         socks = []

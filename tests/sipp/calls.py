@@ -29,9 +29,8 @@ from tests.harness import (
     run_sipp,
 )
 
-# Below Linux's ephemeral range (32768-60999), so that busy neighbours' client
-# sockets do not sit in the middle of our blocks.
-LOW_PORTS = (10000, 30000)
+# Blocks come from tests.harness.pick_start: below Linux's ephemeral range
+# (32768-60999), so that busy neighbours' client sockets do not sit in them.
 START_ATTEMPTS = 3
 
 
@@ -41,7 +40,7 @@ def free_block(size: int, *, udp_only: bool = False) -> int:
         (socket.SOCK_DGRAM,) if udp_only else (socket.SOCK_DGRAM, socket.SOCK_STREAM)
     )
     for _ in range(500):
-        start = pick_start(LOW_PORTS[0], LOW_PORTS[1], size)
+        start = pick_start(size)
         if not reserve(start, start + size - 1):
             continue
         sockets: list[socket.socket] = []
