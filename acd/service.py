@@ -91,8 +91,8 @@ Originate = Callable[
 
 def beep_announcer(position: int, ewt: float | None, language: str) -> list[PlayItem]:
     """The fallback announcement when no prompts exist: one short beep per call."""
-    # TODO: spoken position and wait need the IVR's prompts (prompts/build.py); the
-    # wiring passes an announcer using them when the files are there.
+    # The wiring (ccswitch/acd_runtime.py) passes one speaking position and wait
+    # from the IVR's prompts when the files are there.
     return [Tone(name=ToneName.BEEP, duration_ms=200), Silence(duration_ms=300)]
 
 

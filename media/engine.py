@@ -672,11 +672,9 @@ class MediaEngine:
         return Done()
 
     def _scan_inband(self, heard: dict[int, Samples]) -> None:
-        """This tick's received audio of every listening endpoint, through its detector.
-
-        TODO: one GoertzelDetector call per stream; GoertzelBank would take all the
-        streams in a few numpy calls (matters with hundreds of legs without RFC 4733).
-        """
+        """This tick's received audio of every listening endpoint, through its detector."""
+        # TODO: one GoertzelDetector call per stream; GoertzelBank would take all the
+        # streams in a few numpy calls (matters with hundreds of legs without RFC 4733).
         for endpoint_id, detector in list(self._inband.items()):
             samples = heard.get(endpoint_id)
             if samples is None:

@@ -372,15 +372,15 @@ class Call:
                     telephone_event_pt=media.telephone_event,
                 )
             )
-            if leg is self.inbound:
+            inband = media.telephone_event is None
+            if leg is self.inbound and inband != leg.inband_dtmf:
                 # A caller without RFC 4733 presses keys as tones: listen for them
-                # (the IVR, a queue's exit key and callback offer take keys).
+                # (the IVR, a queue's exit key and callback offer take keys). Sent
+                # only on a change: most callers negotiate telephone-event.
                 self.b2bua.media(
-                    DetectInband(
-                        endpoint_id=leg.endpoint_id,
-                        enabled=media.telephone_event is None,
-                    )
+                    DetectInband(endpoint_id=leg.endpoint_id, enabled=inband)
                 )
+                leg.inband_dtmf = inband
         except (MediaError, ValueError) as exc:
             leg.log.warning("media of leg %s not set: %s", leg.leg_id, exc)
 

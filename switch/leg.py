@@ -184,6 +184,7 @@ class Leg:
         self.trunk: str | None = None  # outbound leg through this trunk
         # The trunk whose call slot this leg holds (inbound from or outbound to it).
         self.trunk_slot: str | None = None
+        self.inband_dtmf = False  # its endpoint listens for DTMF tones in the audio
         self.session = LocalSession(address=media_host)
         self.endpoint_id: int | None = None
         self.rtp_port = 0

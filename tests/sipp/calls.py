@@ -141,6 +141,9 @@ class Callee:
     proc: subprocess.Popen[bytes] | None = None
     error_file: Path = field(default_factory=Path)
     register: bool = True  # False: a carrier or other unregistered server
+    calls: int = 1  # calls taken one after another (-m)
+    # An agent phone taking several calls runs longer, without a scenario timeout.
+    agent: bool = False
 
     def start(self) -> Callee:
         self.port = self.port or free_block(1)
@@ -172,12 +175,18 @@ class Callee:
         sipp_ok(registered)
 
     def _launch(self) -> None:
-        self.log_file = self.workdir / f"callee-{self.user}.out"
+        kind = "agent" if self.agent else "callee"
+        self.log_file = self.workdir / f"{kind}-{self.user}.out"
+        limits = (
+            []
+            if self.agent
+            else ["-timeout", "45s", "-timeout_error", "-default_behaviors", "all,-bye"]
+        )
         cmd = [
             "timeout",
             "-k",
             "5",
-            "60",
+            "150" if self.agent else "60",
             require_tool("sipp"),
             "-sf",
             str(SIPP_DIR / self.scenario),
@@ -190,13 +199,9 @@ class Callee:
             "-mp",
             str(self.media_port),
             "-m",
-            "1",
+            str(self.calls),
             "-nostdin",
-            "-timeout",
-            "45s",
-            "-timeout_error",
-            "-default_behaviors",
-            "all,-bye",
+            *limits,
             "-trace_err",
             "-error_file",
             str(self.error_file),

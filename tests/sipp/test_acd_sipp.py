@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import LOOPBACK, SIPP_DIR, SwitchProcess, require_tool, run_sipp
+from tests.harness import SwitchProcess, run_sipp
 from tests.sipp.calls import Callee, PythonPhone, free_block, sipp_ok, start_switch
 
 pytestmark = pytest.mark.sipp
@@ -31,48 +30,6 @@ CALLERS = 20
 AGENTS = ("1001", "1002", "1003", "1004", "1005")
 
 
-class AgentPhone(Callee):
-    """A registered SIPp agent taking up to ``calls`` calls one after another."""
-
-    calls: int = 1
-
-    def _launch(self) -> None:
-        self.log_file = self.workdir / f"agent-{self.user}.out"
-        cmd = [
-            "timeout",
-            "-k",
-            "5",
-            "150",
-            require_tool("sipp"),
-            "-sf",
-            str(SIPP_DIR / self.scenario),
-            "-i",
-            LOOPBACK,
-            "-mi",
-            LOOPBACK,
-            "-p",
-            str(self.port),
-            "-mp",
-            str(self.media_port),
-            "-m",
-            str(self.calls),
-            "-nostdin",
-            "-trace_err",
-            "-error_file",
-            str(self.error_file),
-            *self.args,
-        ]
-        with self.log_file.open("wb") as out:
-            self.proc = subprocess.Popen(
-                cmd,
-                cwd=self.workdir,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-
 def agent(
     switch: SwitchProcess,
     workdir: Path,
@@ -80,10 +37,9 @@ def agent(
     scenario: str,
     calls: int,
     *args: str,
-) -> AgentPhone:
-    phone = AgentPhone(switch, user, scenario, workdir, args=args)
-    phone.calls = calls
-    return phone.start()  # type: ignore[return-value]
+) -> Callee:
+    phone = Callee(switch, user, scenario, workdir, args=args, calls=calls, agent=True)
+    return phone.start()
 
 
 def edit_support(**values: str) -> Callable[[str], str]:
@@ -145,8 +101,8 @@ def callers(
 
 
 @pytest.fixture
-def phones() -> Iterator[list[AgentPhone]]:
-    started: list[AgentPhone] = []
+def phones() -> Iterator[list[Callee]]:
+    started: list[Callee] = []
     try:
         yield started
     finally:
@@ -175,7 +131,7 @@ def _one_outcome_each(rows: list[sqlite3.Row]) -> dict[str, str]:
 
 
 def test_twenty_callers_five_agents_answered_in_order_with_wrap_up(
-    tmp_path: Path, phones: list[AgentPhone]
+    tmp_path: Path, phones: list[Callee]
 ) -> None:
     switch = acd_switch(
         tmp_path,
@@ -231,7 +187,7 @@ def test_twenty_callers_five_agents_answered_in_order_with_wrap_up(
 
 
 def test_ring_no_answer_puts_agent_on_break_and_requeues(
-    tmp_path: Path, phones: list[AgentPhone]
+    tmp_path: Path, phones: list[Callee]
 ) -> None:
     switch = acd_switch(
         tmp_path, edit=edit_support(ring_timeout="2.0", strategy='"longest-idle"')
@@ -291,7 +247,7 @@ to = "queue:skilled"
 
 
 def test_skills_queue_routes_to_the_skilled_agent(
-    tmp_path: Path, phones: list[AgentPhone]
+    tmp_path: Path, phones: list[Callee]
 ) -> None:
     def edit(text: str) -> str:
         # 1001 speaks a little German, 1002 well: both serve the skills queue.
@@ -417,7 +373,7 @@ def _rows_until(
 
 
 def test_admission_offers_a_callback_and_the_callback_connects(
-    tmp_path: Path, phones: list[AgentPhone]
+    tmp_path: Path, phones: list[Callee]
 ) -> None:
     customer_port = free_block(1)
 
@@ -526,7 +482,7 @@ def test_admission_offers_a_callback_and_the_callback_connects(
 
 
 def test_ring_all_rings_every_agent_first_answer_wins(
-    tmp_path: Path, phones: list[AgentPhone]
+    tmp_path: Path, phones: list[Callee]
 ) -> None:
     switch = acd_switch(tmp_path, edit=edit_support(strategy='"ring-all"'))
     try:
