@@ -7,14 +7,18 @@ Theory of operation.  The receive path is the hot path of the whole switch: 1000
 50 packets a second are 50 000 wake-ups a second, and every microsecond of Python per
 packet costs 5 % of a core (PERFORMANCE.md 2.2).  So it is written out by hand:
 ``loop.add_reader`` on the raw socket (an asyncio ``DatagramProtocol`` allocates 256 KiB
-per read and costs four times as much), ``recvfrom_into`` a buffer shared by every
-endpoint, drain until ``BlockingIOError``, one ``struct.unpack_from`` of the fixed
-header, a handful of attribute updates for the statistics, and when bridged one
-``struct.pack_into`` rewriting the header in place before ``sendto`` of a memoryview
-slice.  Packets that are not plain 12-byte-header audio of the negotiated payload type
-(CSRCs, extensions, padding, telephone-event, comfort noise, RTCP on the RTP port,
-garbage) leave the straight line for slower methods.  Nothing on the receive path raises:
-every bad datagram is counted under a reason and dropped, with one DEBUG line.
+per read and costs four times as much), ONE ``recvfrom_into`` a buffer shared by every
+endpoint per wake-up (the poll is level-triggered, so a socket holding more is simply
+reported again; reading on to ``BlockingIOError`` would add a failed syscall and an
+exception to nearly every packet), one ``struct.unpack_from`` of the fixed header, one
+comparison that covers version, CSRC count, extension, padding and payload type, one
+of the source address, a handful of attribute updates for the statistics, and when
+bridged one ``struct.pack_into`` rewriting the header in place before ``sendto`` of a
+precomputed memoryview slice.  Packets that are not plain 12-byte-header audio of the
+negotiated payload type from the expected address (CSRCs, extensions, padding,
+telephone-event, comfort noise, RTCP on the RTP port, strangers, the packet to latch
+on, garbage) leave the straight line for slower methods.  Nothing on the receive path
+raises: every bad datagram is counted under a reason and dropped, with one DEBUG line.
 
 Symmetric RTP (RFC 4961): everything is sent from the socket packets are received on.
 With ``latching`` on (phones behind NAT) the first valid packet fixes the remote address
@@ -43,6 +47,7 @@ import logging
 import random
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
@@ -124,9 +129,17 @@ RECEIVE_VIEW: Final = memoryview(RECEIVE_BUFFER)
 RECEIVE_WORDS: Final = RECEIVE_VIEW.cast("I")
 _BUFFER: Final = RECEIVE_BUFFER
 _VIEW: Final = RECEIVE_VIEW
+# The buffer sliced once at every length: a list lookup per forwarded packet instead of
+# a new memoryview (about 0.8 MB per process, shared like the buffer).
+_SLICES: Final = [RECEIVE_VIEW[:size] for size in range(RECEIVE_BUFFER_SIZE + 1)]
 _HEADER: Final = struct.Struct("!BBHII")
+_FIXED: Final = struct.Struct("!HHII")  # first two octets as one word, seq, ts, SSRC
+# The first two octets of a plain packet per payload type, as the receive path reads
+# them: one int object per PT shared by every endpoint rather than one per endpoint,
+# since each object the receive path touches is a likely cache miss with 1000 legs.
+_PLAIN_WORDS: Final = [PLAIN_FIRST_OCTET << 8 | pt for pt in range(PT_MASK + 1)]
 _REWRITE: Final = struct.Struct("!BHII")  # everything after the first octet
-_unpack_header = _HEADER.unpack_from
+_unpack_fixed = _FIXED.unpack_from
 _pack_rewrite = _REWRITE.pack_into
 _monotonic = time.monotonic
 
@@ -256,6 +269,16 @@ class OutStream:
         return (self.ts + step) & TS_MASK
 
 
+def _shared(address: tuple[str, int]) -> tuple[str, int]:
+    """``address`` with its host string interned.
+
+    Endpoints talking to one host (an SBC, a trunk, phones behind one NAT) then share
+    one string, which the receive path compares and ``sendto`` reads for every packet:
+    one object in cache instead of one per endpoint.
+    """
+    return (sys.intern(address[0]), *address[1:])
+
+
 DtmfCallback = Callable[["RtpEndpoint", DtmfDigit], None]
 LatchCallback = Callable[["RtpEndpoint"], None]
 
@@ -291,6 +314,7 @@ class RtpEndpoint:
         # counts when 1000 endpoints take turns and each one is a cache miss
         self._recvfrom_into = rtp_socket.recvfrom_into
         self._expected: tuple[str, int] | None = None
+        self._plain_word = _PLAIN_WORDS[Codec.PCMU.static_payload_type]
         self._audio_pt = Codec.PCMU.static_payload_type
         self._source = _NO_SOURCE
         self._forward: RelayPath | None = None  # where our received packets go
@@ -382,6 +406,7 @@ class RtpEndpoint:
             raise ValueError(f"payload type {audio_pt} is not 7 bits")
         self.codec = codec
         self._audio_pt = audio_pt
+        self._plain_word = _PLAIN_WORDS[audio_pt]
         self.telephone_event_pt = telephone_event_pt
         self.comfort_noise_pt = comfort_noise_pt
         self._kinds = kinds
@@ -395,7 +420,7 @@ class RtpEndpoint:
 
     def set_remote(self, host: str, port: int, rtcp_port: int | None = None) -> None:
         """Send to ``host:port`` from now on; a previous latch is forgotten."""
-        self.remote = (host, port)
+        self.remote = _shared((host, port))
         self.rtcp_remote = (host, port + 1 if rtcp_port is None else rtcp_port)
         self.latched = False
         self._rtcp_latched = False
@@ -536,94 +561,102 @@ class RtpEndpoint:
     # ---------------------------------------------------------------- receive path
 
     def _on_rtp_readable(self) -> None:
-        buf = _BUFFER
+        """Receive ONE datagram: the loop polls level-triggered, so a socket still
+        holding datagrams is reported again on its next iteration.  Draining until
+        ``BlockingIOError`` would cost a failed recvfrom and a raised exception for
+        almost every packet: at 50 packets a second a socket rarely holds two."""
+        # bound methods kept as attributes are called from a local: a method call on
+        # the attribute would take the interpreter's generic, unspecialised road
+        # TODO: recvfrom formats the source as a string for every packet (glibc
+        # sprintf, some 3000 instructions); a connected socket plus a SO_REUSEPORT
+        # sibling that still catches and counts strangers would spare it.
         recvfrom_into = self._recvfrom_into
-        while True:
-            try:
-                size, addr = recvfrom_into(buf)
-            except BlockingIOError:
+        try:
+            size, addr = recvfrom_into(_BUFFER)
+        except BlockingIOError:  # a spurious wake-up
+            return
+        except OSError as exc:  # e.g. ICMP port unreachable from an earlier send
+            self._socket_error(exc)
+            return
+        # V/P/X/CC and M/PT as one 16-bit word; stale bytes if size < 12 (checked next)
+        word, seq, ts, ssrc = _unpack_fixed(_BUFFER, 0)
+
+        # plain audio of the negotiated PT from the expected address: straight on;
+        # anything else (strangers, latching, other headers and PTs) takes the slow road
+        if (
+            word & 0xFF7F == self._plain_word
+            and 11 < size < 4097  # HEADER_SIZE <= size <= MAX_PACKET_SIZE
+            and addr == self._expected
+        ):
+            start = 12
+            end = size
+        else:
+            bounds = self._irregular(size, addr, word & 0xFF, seq, ts, ssrc)
+            if bounds is None:
                 return
-            except OSError as exc:  # e.g. ICMP port unreachable from an earlier send
-                self._socket_error(exc)
-                return
+            start, end = bounds
 
-            # validate: anything but a plain 12-byte header takes the slow road
-            if size < HEADER_SIZE or size > MAX_PACKET_SIZE or buf[0] != 0x80:
-                bounds = self._irregular(size, addr)
-                if bounds is None:
-                    continue
-                start, end = bounds
-            else:
-                start = HEADER_SIZE
-                end = size
-            _, second, seq, ts, ssrc = _unpack_header(buf, 0)
+        # per-SSRC statistics (RFC 3550 A.1, A.8)
+        now = _monotonic()
+        src = self._source
+        if ssrc != src.ssrc:
+            src = self._change_source(ssrc, seq, ts, now)
+        max_seq = src.max_seq
+        delta = (seq - max_seq) & 0xFFFF
+        if delta < 3000:  # MAX_DROPOUT
+            if seq < max_seq:
+                src.cycles += 0x10000
+            src.max_seq = seq
+        elif delta <= 0xFFFF - 100:  # beyond MAX_MISORDER: a jump
+            src.jump(seq)
+        src.received += 1
+        src.octets += size
+        transit = now * 8000.0 - ts
+        step = transit - src.transit
+        src.transit = transit
+        if step < 0.0:
+            step = -step
+        if step < 80000.0:  # JITTER_MAX_STEP
+            src.jitter += (step - src.jitter) * 0.0625
+        src.last_ts = ts
 
-            # RFC 4961: strangers are never heard, let alone bridged
-            if addr != self._expected and not self._admit(addr):
-                continue
-            if second & 0x7F != self._audio_pt:
-                self._other_payload(second, seq, ts, ssrc, start, end, size)
-                continue
+        # mixer / recorder want the audio itself (decoded per tick, in batches), in
+        # this endpoint's codec: before the forward path transcodes it in place
+        tap = self._tap
+        if tap is not None:
+            tap += _VIEW[start:end]
 
-            # per-SSRC statistics (RFC 3550 A.1, A.8)
-            now = _monotonic()
-            src = self._source
-            if ssrc != src.ssrc:
-                src = self._change_source(ssrc, seq, ts, now)
-            max_seq = src.max_seq
-            delta = (seq - max_seq) & 0xFFFF
-            if delta < 3000:  # MAX_DROPOUT
-                if seq < max_seq:
-                    src.cycles += 0x10000
-                src.max_seq = seq
-            elif delta <= 0xFFFF - 100:  # beyond MAX_MISORDER: a jump
-                src.jump(seq)
-            src.received += 1
-            src.octets += size
-            transit = now * 8000.0 - ts
-            step = transit - src.transit
-            src.transit = transit
-            if step < 0.0:
-                step = -step
-            if step < 80000.0:  # JITTER_MAX_STEP
-                src.jitter += (step - src.jitter) * 0.0625
-            src.last_ts = ts
-
-            # bridged: rewrite the header in place and send from the peer's socket
-            path = self._forward
-            if path is not None:
-                # slow: restart after a source change, or transcoding
-                marker = (
-                    path.prepare(second, seq, ts, now, start, end)
-                    if path.slow
-                    else second & 0x80
+        # bridged: rewrite the header in place and send from the peer's socket
+        path = self._forward
+        if path is not None:
+            # slow: restart after a source change, or transcoding
+            marker = (
+                path.prepare(word & 0xFF, seq, ts, now, start, end)
+                if path.slow
+                else word & 0x80
+            )
+            if path.renumber:
+                _pack_rewrite(
+                    _BUFFER,
+                    1,
+                    marker | path.audio_pt,
+                    (seq + path.seq_offset) & 0xFFFF,
+                    (ts + path.ts_offset) & 0xFFFFFFFF,
+                    path.ssrc,
                 )
-                if path.renumber:
-                    _pack_rewrite(
-                        buf,
-                        1,
-                        marker | path.audio_pt,
-                        (seq + path.seq_offset) & 0xFFFF,
-                        (ts + path.ts_offset) & 0xFFFFFFFF,
-                        path.ssrc,
-                    )
-                else:  # the sink's stream adopted this numbering: PT and SSRC only
-                    buf[1] = marker | path.audio_pt
-                    RECEIVE_WORDS[2] = path.ssrc_word
-                destination = path.destination
-                if destination is not None:
-                    try:
-                        path.sendto(_VIEW[:size], destination)
-                    except OSError:
-                        path.send_errors += 1
-                    else:
-                        path.packets += 1
-                        path.octets += size
-
-            # mixer / recorder want the audio itself (decoded per tick, in batches)
-            tap = self._tap
-            if tap is not None:
-                tap += _VIEW[start:end]
+            else:  # the sink's stream adopted this numbering: PT and SSRC only
+                _BUFFER[1] = marker | path.audio_pt
+                RECEIVE_WORDS[2] = path.ssrc_word
+            destination = path.destination
+            if destination is not None:
+                sendto = path.sendto
+                try:
+                    sendto(_SLICES[size], destination)
+                except OSError:
+                    path.send_errors += 1
+                else:
+                    path.packets += 1
+                    path.octets += size
 
     def _admit(self, addr: tuple[str, int]) -> bool:
         """A datagram from an address other than the expected one: latch or drop."""
@@ -632,6 +665,7 @@ class RtpEndpoint:
         # until the owner re-sends SetRemote (e.g. on its re-INVITE).
         if self.latching:
             if not self.latched:
+                addr = _shared(addr)
                 self.latched = True
                 self.remote = addr
                 self.rtcp_remote = (addr[0], addr[1] + 1)
@@ -646,7 +680,7 @@ class RtpEndpoint:
         elif addr[:2] == self.remote:
             # IPv6 sources come as (host, port, flowinfo, scope_id); remember the
             # full tuple so the receive loop's comparison matches from now on
-            self._expected = addr
+            self._expected = _shared(addr)
             return True
         self._drop(DropReason.ADDRESS, addr)
         return False
@@ -687,29 +721,55 @@ class RtpEndpoint:
                 reason,
             )
 
-    def _irregular(self, size: int, addr: tuple[str, int]) -> tuple[int, int] | None:
-        """Validate a datagram that is not a plain packet; return payload bounds."""
+    def _irregular(
+        self,
+        size: int,
+        addr: tuple[str, int],
+        second: int,
+        seq: int,
+        ts: int,
+        ssrc: int,
+    ) -> tuple[int, int] | None:
+        """The slow road of the receive path; returns the payload bounds of audio.
+
+        For whatever the fast path does not take: validates the datagram (counting the
+        reason when it is bad), admits or drops its source (latching on the first one),
+        and handles non-audio payload types itself.  The header fields were unpacked
+        before validation: they are only used once the datagram is known to be RTP at
+        least 12 bytes long.
+        """
         if size > MAX_PACKET_SIZE:
             self._drop(DropReason.TOO_BIG, addr)
             return None
         buf = _BUFFER
-        if (
+        if buf[0] == PLAIN_FIRST_OCTET and size >= HEADER_SIZE:
+            bounds = (HEADER_SIZE, size)
+        elif (
             size >= 2
             and RTCP_DEMUX_FIRST <= buf[1] <= RTCP_DEMUX_LAST
             and buf[0] & VERSION_MASK == VERSION_BITS
         ):
             self._receive_rtcp(size, addr)
             return None
-        header = peek_header(buf, size)
-        if header is None:
-            try:
-                RtpPacket.parse(_VIEW[:size])
-            except RtpError as exc:
-                self._drop(exc.reason, addr)
-            else:
-                self._drop(DropReason.MALFORMED, addr)
+        else:
+            header = peek_header(buf, size)
+            if header is None:
+                try:
+                    RtpPacket.parse(_VIEW[:size])
+                except RtpError as exc:
+                    self._drop(exc.reason, addr)
+                else:
+                    self._drop(DropReason.MALFORMED, addr)
+                return None
+            bounds = header[5], header[6]
+
+        # RFC 4961: strangers are never heard, let alone bridged
+        if addr != self._expected and not self._admit(addr):
             return None
-        return header[5], header[6]
+        if second & PT_MASK != self._audio_pt:
+            self._other_payload(second, seq, ts, ssrc, bounds[0], bounds[1], size)
+            return None
+        return bounds
 
     def _other_payload(
         self, second: int, seq: int, ts: int, ssrc: int, start: int, end: int, size: int

@@ -6,12 +6,14 @@ Real UDP sockets on 127.0.0.1; loops are bounded; nothing asserts on timing.
 from __future__ import annotations
 
 import asyncio
+import select
 import socket
 import struct
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+import media.endpoint as endpoint_module
 from media.commands import (
     Codec,
     Connect,
@@ -25,6 +27,7 @@ from media.commands import (
     SetRemote,
 )
 from media.dtmf import encode_event
+from media.endpoint import RtpEndpoint
 from media.engine import EngineConfig, MediaEngine
 from media.rtcp import (
     ReceiverReport,
@@ -457,3 +460,91 @@ async def test_sender_restart_is_not_counted_as_loss(h: Harness) -> None:
     stats = h.engine.stats(a.endpoint_id)
     assert stats.packets_in == 6
     assert stats.lost == 1
+
+
+# ------------------------------------------------------------------ one datagram a wake-up
+
+
+async def test_a_backlog_is_read_to_the_end_one_datagram_per_wakeup(h: Harness) -> None:
+    # the receive path reads one datagram per wake-up and relies on the loop's
+    # level-triggered polling for the rest: a burst queued at once is all relayed
+    a, pa, _b, pb = h.bridged()
+    stranger = h.peer()
+    pa.send(a.rtp_port, rtp(1))
+    await eventually(lambda: len(pb.drain()) == 1)
+    for seq in range(2, 42):
+        pa.send(a.rtp_port, rtp(seq))
+        if seq % 10 == 0:
+            stranger.send(a.rtp_port, rtp(seq, ssrc=0x666))
+    await eventually(lambda: len(pb.drain()) == 41)
+    await eventually(lambda: h.dropped(a) == {"address": 4})
+    out = pb.drain()
+    assert [packet.sequence for packet in out] == [
+        (out[0].sequence + i) & 0xFFFF for i in range(41)
+    ]
+    stats = h.engine.stats(a.endpoint_id)
+    assert (stats.packets_in, stats.lost, stats.ssrcs_heard) == (41, 0, 1)
+
+
+class FakeClock:
+    """Stands in for the receive path's monotonic clock: arrival times chosen."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _read_one(endpoint: RtpEndpoint) -> None:
+    """Run the receive path by hand until the datagram sent last has been read."""
+    before = endpoint.packets_received + sum(endpoint.dropped.values())
+    for _ in range(100):  # bounded: select() waits at most 1 s each time
+        select.select([endpoint.rtp_socket], [], [], 1.0)
+        endpoint._on_rtp_readable()
+        if endpoint.packets_received + sum(endpoint.dropped.values()) > before:
+            return
+    raise AssertionError("datagram not received")
+
+
+async def test_each_wakeup_reads_exactly_one_datagram(h: Harness) -> None:
+    a, pa, _b, pb = h.bridged()
+    endpoint = h.engine.endpoint(a.endpoint_id)
+    for seq in (1, 2, 3):
+        pa.send(a.rtp_port, rtp(seq))
+    _read_one(endpoint)
+    assert endpoint.packets_received == 1  # the other two wait for the next wake-ups
+    await eventually(lambda: len(pb.drain()) == 3)
+    assert endpoint.packets_received == 3
+
+
+async def test_jitter_and_loss_follow_rfc3550_on_the_relay_path(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(endpoint_module, "_monotonic", clock)
+    a, pa, _b, pb = h.bridged()
+    endpoint = h.engine.endpoint(a.endpoint_id)
+    # (arrival offset in seconds, sequence number): 13 is lost, 16 comes late
+    arrivals = [(0.0, 10), (0.021, 11), (0.039, 12), (0.085, 14), (0.1, 15), (0.15, 17)]
+    arrivals += [(0.151, 16), (0.16, 18)]
+    expected_jitter = 0.0
+    previous_transit: float | None = None
+    for offset, seq in arrivals:
+        clock.now = 1000.0 + offset
+        pa.send(a.rtp_port, rtp(seq))
+        _read_one(endpoint)
+        # RFC 3550 A.8, in timestamp units
+        transit = clock.now * 8000 - seq * 160
+        if previous_transit is not None:
+            expected_jitter += (abs(transit - previous_transit) - expected_jitter) / 16
+        previous_transit = transit
+    await eventually(lambda: len(pb.drain()) == len(arrivals))
+    stats = h.engine.stats(a.endpoint_id)
+    assert stats.jitter_ms == pytest.approx(expected_jitter / 8, rel=1e-9)
+    assert (stats.packets_in, stats.lost) == (8, 1)
+    report = parse_compound(endpoint.rtcp_report())[0]
+    assert isinstance(report, ReceiverReport | SenderReport)
+    block = report.reports[0]
+    assert block.jitter == int(expected_jitter)
+    assert (block.highest_sequence, block.cumulative_lost) == (18, 1)
