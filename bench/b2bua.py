@@ -325,11 +325,19 @@ def sippy_version(venv: Path) -> str:
 
 
 def write_config(workdir: Path) -> Path:
-    """The demo configuration with OPTIONS keep-alives off (they are not measured)."""
+    """The demo configuration with OPTIONS keep-alives and overload shedding off.
+
+    Keep-alives are not measured; shedding (503 while the loop or the media clock
+    runs late) would turn the capacity the search looks for into refused calls.
+    """
     text = resources.files("ccswitch").joinpath("demo.toml").read_text()
     lines = [
         "qualify_interval = 0.0" if line.startswith("qualify_interval = ") else line
         for line in text.splitlines()
+    ]
+    lines = [
+        line.split("=")[0] + "= 0" if line.startswith("shed_") else line
+        for line in lines
     ]
     path = workdir / "ccswitch.toml"
     path.write_text("\n".join(lines) + "\n")
@@ -355,6 +363,7 @@ class DeviceUnderTest:
                 "--config", str(config),
                 "--listen", f"{LOOPBACK}:{self.port}",
                 "--rtp-ports", f"{RTP_PORTS[0]}-{RTP_PORTS[1]}",
+                "--media-workers", "0",  # one core: media in the signalling process
                 "--db", str(workdir / "ccswitch.db"),
                 "--log-level", "WARNING",
             ]  # fmt: skip
@@ -1372,7 +1381,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{BISECT_TOLERANCE:.0%}; systems interleaved trial by trial; fresh DUT "
             "and callee per trial",
             "ccswitch": "ccswitch serve, demo config (demo trunk from 127.0.0.1, no "
-            "auth), qualify_interval 0, log WARNING, no SIP trace, fresh SQLite file "
+            "auth), qualify_interval 0, overload shedding off, media_workers 0 (one "
+            "process), log WARNING, no SIP trace, fresh SQLite file "
             f"(CDRs written), RTP ports {RTP_PORTS[0]}-{RTP_PORTS[1]}; callee "
             f"registered as user {CALLEE_USER} by SIPp before each trial; media: SDP "
             "answered and offered from ccswitch endpoints (2 RTP/RTCP port pairs per "

@@ -121,12 +121,16 @@ def reason_header(cause: int) -> tuple[str, str]:
 class LegRole(enum.Enum):
     """Which side of the B2BUA a leg is on."""
 
+    __hash__ = object.__hash__  # by identity, see sip.transaction.TransactionKind
+
     INBOUND = "inbound"  # we are the UAS (RFC 3261 13.3)
     OUTBOUND = "outbound"  # we are the UAC (RFC 3261 13.2)
 
 
 class LegState(enum.Enum):
     """A leg's progress; the dialog's own state is in :attr:`Leg.dialog`."""
+
+    __hash__ = object.__hash__  # by identity, see sip.transaction.TransactionKind
 
     TRYING = "trying"  # INVITE received or sent, nothing else yet
     RINGING = "ringing"  # 180/183 sent or received
@@ -137,6 +141,8 @@ class LegState(enum.Enum):
 
 class HangupBy(enum.Enum):
     """Who ended a leg, as :class:`~switch.events.LegEnded` reports it."""
+
+    __hash__ = object.__hash__  # by identity, see sip.transaction.TransactionKind
 
     LOCAL = "local"
     REMOTE = "remote"
@@ -235,9 +241,10 @@ class Leg:
 
     def set_state(self, state: LegState) -> None:
         if state is not self.state:
-            self.log.debug(
-                "leg %s %s -> %s", self.leg_id, self.state.value, state.value
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                self.log.debug(
+                    "leg %s %s -> %s", self.leg_id, self.state.value, state.value
+                )
             self.state = state
 
     def __repr__(self) -> str:

@@ -59,6 +59,8 @@ REASON_CSEQ_OUT_OF_ORDER = "CSeq lower than the dialog's remote sequence number"
 class DialogState(enum.Enum):
     """Dialog states as RFC 3261 section 12 names them."""
 
+    __hash__ = object.__hash__  # by identity, see transaction.TransactionKind
+
     EARLY = "early"
     CONFIRMED = "confirmed"
     TERMINATED = "terminated"
@@ -66,6 +68,8 @@ class DialogState(enum.Enum):
 
 class DialogInput(enum.Enum):
     """What moves a dialog (RFC 3261 12.1, 12.3, 13.2.2.4)."""
+
+    __hash__ = object.__hash__  # by identity, see transaction.TransactionKind
 
     SUCCESS = "2xx to the dialog-creating request"
     FAILURE = "non-2xx final to the dialog-creating request"
@@ -98,8 +102,16 @@ class DialogId:
 
 def _copy_uri(uri: Uri) -> Uri:
     if isinstance(uri, SipUri):
-        return dataclasses.replace(
-            uri, params=dict(uri.params), headers=dict(uri.headers)
+        # Spelled out rather than dataclasses.replace, which inspects the fields on
+        # every call; a dialog copies several URIs per request it builds.
+        return SipUri(
+            scheme=uri.scheme,
+            user=uri.user,
+            password=uri.password,
+            host=uri.host,
+            port=uri.port,
+            params=dict(uri.params),
+            headers=dict(uri.headers),
         )
     return dataclasses.replace(uri)
 
@@ -309,7 +321,8 @@ class Dialog:
 
     def _set_state(self, state: DialogState) -> None:
         if state is not self.state:
-            self._log.debug("dialog %s -> %s", self.state.value, state.value)
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log.debug("dialog %s -> %s", self.state.value, state.value)
             self.state = state
 
     # --- receiving

@@ -16,6 +16,7 @@ they re-render unchanged.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from switch.sip import grammar
@@ -72,6 +73,16 @@ def unquote_string(quoted: str) -> str:
     return "".join(out)
 
 
+# One well-formed ``SEMI generic-param`` with the whitespace around it: the fast path
+# of parse_params. Anything it does not match is read again by the careful loop,
+# which names the defect.
+_GENERIC_PARAM = re.compile(
+    rf"[{_WSP}]*;[{_WSP}]*(?P<name>{grammar.TOKEN.pattern})[{_WSP}]*"
+    rf"(?:=[{_WSP}]*(?P<value>{grammar.QUOTED_STRING.pattern}"
+    rf"|{grammar.GEN_VALUE.pattern}))?[{_WSP}]*"
+)
+
+
 def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
     """Read ``*( SEMI generic-param )`` from ``text[pos:]`` (RFC 3261 section 25.1).
 
@@ -85,6 +96,20 @@ def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
 
     :raises BadMessage: on an empty parameter, a missing ``;`` or a bad value.
     """
+    params: dict[str, str | None] = {}
+    end = len(text)
+    start = pos
+    while pos < end:
+        match = _GENERIC_PARAM.match(text, pos)
+        if match is None:
+            return _parse_params_carefully(text, start)
+        params[match.group("name").lower()] = match.group("value")
+        pos = match.end()
+    return params
+
+
+def _parse_params_carefully(text: str, pos: int) -> dict[str, str | None]:
+    """parse_params one step at a time, for input the fast pattern did not take."""
     params: dict[str, str | None] = {}
     end = len(text)
     pos = _skip_wsp(text, pos)

@@ -70,6 +70,8 @@ PAYLOAD_TYPE_MAX = 127
 TTL_MAX = 255  # RFC 8866 section 5.7: multicast TTL 0..255
 # How many distinct (addrtype, address) checks are remembered (a bound, not a tuning).
 ADDRESS_CACHE_SIZE = 4096
+# Distinct a=rtpmap values remembered (a few per codec a peer offers).
+RTPMAP_CACHE_SIZE = 256
 
 
 class AddressType(enum.StrEnum):
@@ -520,6 +522,9 @@ def _parse_attribute(value: str) -> Attribute:
     return attribute
 
 
+# Cached: the same few codec lines come in every offer and answer, and each is read
+# three times (line check, duplicate check, the rtpmaps accessor). RtpMap is frozen.
+@functools.lru_cache(maxsize=RTPMAP_CACHE_SIZE)
 def _parse_rtpmap(value: str) -> RtpMap:
     what = "a=rtpmap"
     fields = value.split()

@@ -29,6 +29,8 @@ TRANSACTION_TIMEOUT_FACTOR = 64
 class TimerName(enum.Enum):
     """The transaction timers, lettered as in RFC 3261 table 4 and RFC 6026."""
 
+    __hash__ = object.__hash__  # by identity, see transaction.TransactionKind
+
     A = "A"  # INVITE request retransmit interval, UDP only (17.1.1.2)
     B = "B"  # INVITE transaction timeout (17.1.1.2)
     D = "D"  # wait time for response retransmits (17.1.1.2)

@@ -85,6 +85,10 @@ DEFAULT_TIMERS = Timers()
 class TransactionKind(enum.Enum):
     """The four state machines of RFC 3261 sections 17.1.1, 17.1.2, 17.2.1, 17.2.2."""
 
+    # Members are singletons compared by identity; Enum's own __hash__ is Python
+    # code, run on every table lookup keyed by a member.
+    __hash__ = object.__hash__
+
     INVITE_CLIENT = "INVITE client"
     NON_INVITE_CLIENT = "non-INVITE client"
     INVITE_SERVER = "INVITE server"
@@ -93,6 +97,8 @@ class TransactionKind(enum.Enum):
 
 class TransactionState(enum.Enum):
     """Transaction states, named as in RFC 3261 figures 5-8 and RFC 6026 ("Accepted")."""
+
+    __hash__ = object.__hash__  # by identity, see TransactionKind
 
     CALLING = "Calling"
     TRYING = "Trying"
@@ -105,6 +111,8 @@ class TransactionState(enum.Enum):
 
 class TransactionInput(enum.Enum):
     """What can happen to a transaction (the arrows of RFC 3261 figures 5-8)."""
+
+    __hash__ = object.__hash__  # by identity, see TransactionKind
 
     RECEIVE_1XX = "1xx received"
     RECEIVE_2XX = "2xx received"
@@ -131,6 +139,8 @@ class TransactionInput(enum.Enum):
 
 class Action(enum.Enum):
     """What a transition does besides changing state (run in table order)."""
+
+    __hash__ = object.__hash__  # by identity, see TransactionKind
 
     PASS_TO_TU = "pass the message to the TU"
     SEND_ACK = "build and send the ACK for a non-2xx final (17.1.1.3)"
@@ -294,6 +304,17 @@ STATE_TIMERS: dict[TransactionKind, dict[TransactionState, frozenset[TimerName]]
         _S.TERMINATED: frozenset(),
     },
 }
+
+# Where a server transaction only waits, its TU done with the messages it keeps
+# (see Transaction._shed_parse_caches).
+_LINGER_STATES = frozenset(
+    {
+        (TransactionKind.INVITE_SERVER, _S.COMPLETED),
+        (TransactionKind.INVITE_SERVER, _S.CONFIRMED),
+        (TransactionKind.INVITE_SERVER, _S.ACCEPTED),
+        (TransactionKind.NON_INVITE_SERVER, _S.COMPLETED),
+    }
+)
 
 _PASS = (_A.PASS_TO_TU,)
 _SEND = (_A.SEND_RESPONSE,)
@@ -614,12 +635,13 @@ class TransactionStateMachine:
 
     def _set_state(self, state: TransactionState) -> None:
         if state is not self.state:
-            self._log.debug(
-                "%s transaction %s -> %s",
-                self.kind.value,
-                self.state.value,
-                state.value,
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log.debug(
+                    "%s transaction %s -> %s",
+                    self.kind.value,
+                    self.state.value,
+                    state.value,
+                )
             self.state = state
 
 
@@ -685,14 +707,17 @@ class Transaction:
         """The earliest running timer's deadline."""
         return min(self._deadlines.values(), default=None)
 
-    def start(self, now: float) -> None:
-        """Start a client transaction: send the request, arm the first timers."""
+    def start(self, now: float, *, data: bytes | None = None) -> None:
+        """Start a client transaction: send the request, arm the first timers.
+
+        :param data: the request as already rendered, if the caller has it.
+        """
         if self.kind not in (
             TransactionKind.INVITE_CLIENT,
             TransactionKind.NON_INVITE_CLIENT,
         ):
             raise LocalProtocolError("only a client transaction sends its request")
-        self._request_bytes = self.request.to_bytes()
+        self._request_bytes = data or self.request.to_bytes()
         self._transmit(self._request_bytes)
         for name in STATE_TIMERS[self.kind][self.state]:
             self._start_timer(name, now, fired=False)
@@ -728,9 +753,24 @@ class Transaction:
             allowed = STATE_TIMERS[self.kind][transition.target]
             for name in [name for name in self._deadlines if name not in allowed]:
                 del self._deadlines[name]
+            if (self.kind, transition.target) in _LINGER_STATES:
+                self._shed_parse_caches()
         for name in transition.start:
             self._start_timer(name, now, fired=name is fired)
         return events
+
+    def _shed_parse_caches(self) -> None:
+        """Drop the parsed headers of the messages kept only to absorb retransmissions.
+
+        A server transaction lingers up to 64*T1 after its final response (Timers J
+        and L); by then the TU has read the request and built the response. What is
+        kept is only re-read for RFC 2543 matching or an error report, and parses
+        again on demand, while thousands of lingering copies of parsed Vias, URIs and
+        addresses make every garbage collection of the process slower.
+        """
+        self.request.headers._cache.clear()
+        if self.last_response is not None:
+            self.last_response.headers._cache.clear()
 
     # --- actions
 
@@ -859,12 +899,22 @@ class TransactionLayer:
             events = self._receive_request(message, source, now)
         return self._take_pending() + events
 
-    def send_request(self, request: Request, destination: Address, now: float) -> str:
+    def send_request(
+        self,
+        request: Request,
+        destination: Address,
+        now: float,
+        *,
+        data: bytes | None = None,
+    ) -> str:
         """Start a client transaction for ``request`` and send it; return its key.
 
         The request must carry a top Via whose branch begins with the magic cookie
         (RFC 3261 8.1.1.7; :func:`new_branch`). An ACK (for a 2xx, RFC 3261 13.2.2.4)
         is sent once without a transaction; its key is returned but never used.
+
+        :param data: ``request.to_bytes()`` when the caller rendered it already (to
+            check its size against the UDP limit), so that it is not rendered twice.
 
         :raises LocalProtocolError: no usable Via, or the branch is already in use.
         """
@@ -877,7 +927,7 @@ class TransactionLayer:
         key = _client_key(branch, request.method)
         if request.method == "ACK":
             self._outgoing.append(
-                Transmit(data=request.to_bytes(), destination=destination)
+                Transmit(data=data or request.to_bytes(), destination=destination)
             )
             return key
         if key in self._client:
@@ -889,7 +939,7 @@ class TransactionLayer:
         )
         transaction = self._new_transaction(kind, key, request, destination)
         self._client[key] = transaction
-        transaction.start(now)
+        transaction.start(now, data=data)
         return key
 
     def send_response(

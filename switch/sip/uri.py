@@ -53,7 +53,7 @@ def escape(text: str, safe: frozenset[str]) -> str:
     Non-ASCII characters are encoded as their UTF-8 octets; lone surrogates that
     :func:`unescape` produced from invalid UTF-8 turn back into the original octet.
     """
-    if all(c in safe for c in text):
+    if safe.issuperset(text):
         return text
     out: list[str] = []
     for char in text:
