@@ -45,8 +45,8 @@ from acd.records import LogRecord, QueueEvent  # noqa: E402
 from acd.simulate import simulate  # noqa: E402
 from acd.stats import queue_stats  # noqa: E402
 from tests.harness import LOOPBACK, SwitchProcess, run_sipp  # noqa: E402
-from tests.sipp.calls import free_block  # noqa: E402
-from tests.sipp.test_acd_sipp import AgentPhone, no_crm  # noqa: E402
+from tests.sipp.calls import Callee, free_block  # noqa: E402
+from tests.sipp.test_acd_sipp import no_crm  # noqa: E402
 
 RESULTS: Final = REPO / "bench" / "results" / "acd.json"
 CALLER: Final = "../../bench/scenarios/queue-caller-waits-or-gives-up.xml"
@@ -140,19 +140,20 @@ def sipp_trial(
         rtp=(rtp, rtp + 799),
         extra_args=["--log-level", "INFO", "--sip-trace", ""],
     ).start()
-    phones: list[AgentPhone] = []
+    phones: list[Callee] = []
     started = time.monotonic()
     try:
         for number in range(FIRST_USER, FIRST_USER + agents):
-            phone = AgentPhone(
+            phone = Callee(
                 switch,
                 str(number),
                 AGENT,
                 workdir,
                 args=("-set", "talk_ms", str(talk_ms)),
+                calls=callers,
+                agent=True,
             )
-            phone.calls = callers
-            phones.append(phone.start())  # type: ignore[arg-type]
+            phones.append(phone.start())
         result = run_sipp(
             CALLER,
             switch.port,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import secrets
 import ssl
@@ -30,6 +31,7 @@ from switch.cdr import CdrRecorder
 from switch.dialplan import Dialplan, Rule, ToApp
 from switch.events import new_bus
 from switch.leg import Ringback
+from switch.overload import OverloadGuard, Thresholds, watch_loop_lag
 from switch.qualify import Qualifier
 from switch.registrar import Registrar
 from switch.session import CallSession
@@ -41,6 +43,9 @@ from switch.trunks import Trunk, Trunks
 from switch.users import Authenticator, User, UserDirectory
 
 logger = logging.getLogger(__name__)
+
+# Allocations (net of frees) between generation-0 collections; see tune_gc.
+GC_THRESHOLD = 20_000
 
 # aiosqlite logs every statement at DEBUG; our own DEBUG is what a trace needs.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
@@ -193,6 +198,8 @@ class Switch:
         # The media engine and the B2BUA need the running loop: made in start().
         self.engine: MediaEngine | WorkerPool | None = None
         self.b2bua: B2bua | None = None
+        self.overload: OverloadGuard | None = None
+        self._lag_watch: asyncio.Future[None] | None = None
 
     def _start_calls(self) -> None:
         """Create the media engine and the B2BUA, and put its handlers on the stack."""
@@ -201,7 +208,10 @@ class Switch:
         # TODO: a separate media address setting; binding SIP to 0.0.0.0 would put
         # 0.0.0.0 in our SDP.
         engine_config = EngineConfig(
-            host=sip.listen_host, port_min=rtp.port_low, port_max=rtp.port_high
+            host=sip.listen_host,
+            port_min=rtp.port_low,
+            port_max=rtp.port_high,
+            load_reports=True,
         )
         if rtp.media_workers:
             self.engine = WorkerPool(
@@ -210,6 +220,16 @@ class Switch:
         else:
             self.engine = MediaEngine(engine_config, on_event=self._on_media_event)
         limits = self.config.limits
+        # A worker's CPU share says how loaded its media are; in-process, the
+        # share is mostly signalling and says nothing about the streams.
+        self.overload = OverloadGuard(
+            Thresholds(
+                cpu=limits.shed_cpu if rtp.media_workers else 0.0,
+                late_ticks=limits.shed_late_ticks,
+                lag=limits.shed_lag,
+            )
+        )
+        recording = self.config.recording
         self.b2bua = B2bua(
             stack=self.stack,
             engine=self.engine,
@@ -232,6 +252,8 @@ class Switch:
                 **self.acd.apps,
             },
             media_host=sip.listen_host,
+            overload=self.overload,
+            recordings=recording.folder if recording.enabled else None,
         )
         self.b2bua.install()
         self.acd.attach(self.b2bua)
@@ -295,9 +317,14 @@ class Switch:
         )
         self.qualifier.start()
         await self.trunks.start()  # trunks, dialplan, CDRs (issue 4)
+        if self.overload is not None and self.config.limits.shed_lag:
+            self._lag_watch = asyncio.ensure_future(watch_loop_lag(self.overload))
+        tune_gc()
         logger.info("ccswitch ready (%d users, realm %s)", len(self.users), sip.realm)
 
     async def stop(self) -> None:
+        if self._lag_watch is not None:
+            self._lag_watch.cancel()
         if self.b2bua is not None:
             await self.b2bua.stop()
         await self.qualifier.stop()
@@ -312,6 +339,22 @@ class Switch:
         if self.trace is not None:
             self.trace.close()
         logger.info("ccswitch stopped")
+
+
+def tune_gc() -> None:
+    """Fewer, cheaper garbage collections once the switch is up.
+
+    Every call makes thousands of short-lived objects (messages, headers, dialogs);
+    with the default thresholds a generation-0 pass runs every 700 allocations and
+    full passes walk everything loaded at start-up (config, prompts, modules), which
+    measured 13 % of the CPU at 240 calls/s with full passes of ~120 ms, each a stall
+    of signalling and of the calls' timers. Frozen start-up objects are never walked
+    again, and a larger first threshold lets most call objects die by reference
+    count before any pass sees them.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
 
 
 async def serve(config: Config) -> None:

@@ -94,7 +94,8 @@ def main() -> None:
     "--media-workers",
     metavar="N",
     type=click.IntRange(0, 64),
-    help="Override rtp.media_workers: media engine processes (0: in-process).",
+    help="Override rtp.media_workers: media engine processes (0: in-process; "
+    "default: one per core).",
 )
 @click.option("--db", metavar="PATH", help="Override store.path (SQLite file).")
 @click.option(

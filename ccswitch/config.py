@@ -68,6 +68,7 @@ __all__ = [
     "Kind",
     "LimitsConfig",
     "LogConfig",
+    "RecordingConfig",
     "RegistrarConfig",
     "RtpConfig",
     "Section",
@@ -145,6 +146,9 @@ _PREPEND = re.compile(r"[0-9+*#]*")
 RETRY_AFTER_MAX = 86400
 # More media processes than this is a typing error, not a machine.
 MEDIA_WORKERS_MAX = 64
+#: ``rtp.media_workers`` when the file does not say: one engine process per core
+#: (issue 7: signalling and the ACD stay in the main process, media use every core).
+MEDIA_WORKERS_DEFAULT = min(len(os.sched_getaffinity(0)), MEDIA_WORKERS_MAX)
 
 
 # ---------------------------------------------------------------------------------------
@@ -198,12 +202,25 @@ class RtpConfig:
     """``[rtp]``: the inclusive UDP port range for RTP and RTCP (RFC 3550 section 11).
 
     ``media_workers`` media engine processes share the range (0: the engine runs in
-    the signalling process).
+    the signalling process); by default one per core.
     """
 
     port_low: int
     port_high: int
-    media_workers: int = 0
+    media_workers: int = MEDIA_WORKERS_DEFAULT
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingConfig:
+    """``[recording]``: every bridged call recorded to a stereo WAV in ``folder``.
+
+    The caller is the left channel and whoever it is bridged to (operator, user,
+    trunk) the right; files are ``folder/YYYY-MM-DD/CALL.wav``, written as the call
+    goes (a crash loses at most the last second), for quality review.
+    """
+
+    enabled: bool = False
+    folder: str = "recordings"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,6 +267,9 @@ class LimitsConfig:
     passes the callee's 180 (the caller's phone makes the tone) and its early media
     (183 with SDP) through; ``local`` answers the caller's offer in a 183 and plays
     the switch's own ringback tone instead of anything the callee sends early.
+    ``shed_cpu``, ``shed_late_ticks`` and ``shed_lag`` say when the switch is
+    overloaded and sheds new calls with 503 (see ``switch/overload.py``); 0 turns
+    each test off.
     """
 
     max_calls: int = 0
@@ -257,6 +277,9 @@ class LimitsConfig:
     retry_after: int = 30
     ring_timeout: float = 60.0
     ringback: str = "relay"
+    shed_cpu: float = 0.9
+    shed_late_ticks: int = 5
+    shed_lag: float = 0.5
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -404,6 +427,7 @@ class Config:
     log: LogConfig
     users: tuple[UserConfig, ...]
     limits: LimitsConfig = LimitsConfig()
+    recording: RecordingConfig = RecordingConfig()
     trunks: tuple[TrunkConfig, ...] = ()
     dialplan: tuple[DialplanRuleConfig, ...] = ()
     ivr: IvrConfig = IvrConfig()
@@ -731,6 +755,24 @@ def _digest_algorithms(text: str) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise _Invalid("lists an algorithm twice")
     return tuple(names)
+
+
+def _fraction(value: float) -> float:
+    _finite(value)
+    if not 0 <= value <= 1:
+        raise _Invalid(f"must be between 0 and 1, got {_show(value)}")
+    return value
+
+
+def _recording_folder(text: str) -> str:
+    """A folder the switch may create: an existing folder, or one whose parent is."""
+    _non_empty(text)
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise _Invalid(f"not a folder: {_show(text)}")
+    if not path.exists() and not path.absolute().parent.is_dir():
+        raise _Invalid(f"its parent folder does not exist: {_show(text)}")
+    return text
 
 
 def _integer_between(low: int, high: int | None) -> Callable[[int], int]:
@@ -1217,7 +1259,7 @@ SECTIONS: tuple[Section, ...] = (
             Key(
                 name="media_workers",
                 kind=Kind.INTEGER,
-                default=0,
+                default=MEDIA_WORKERS_DEFAULT,
                 convert=_integer_between(0, MEDIA_WORKERS_MAX),
             ),
         ),
@@ -1268,6 +1310,27 @@ SECTIONS: tuple[Section, ...] = (
                 convert=_greater_than_zero,
             ),
             Key(name="ringback", kind=Kind.STRING, default="relay", convert=_ringback),
+            Key(name="shed_cpu", kind=Kind.NUMBER, default=0.9, convert=_fraction),
+            Key(
+                name="shed_late_ticks",
+                kind=Kind.INTEGER,
+                default=5,
+                convert=_integer_between(0, 50),
+            ),
+            Key(name="shed_lag", kind=Kind.NUMBER, default=0.5, convert=_not_negative),
+        ),
+    ),
+    Section(
+        name="recording",
+        build=RecordingConfig,
+        keys=(
+            Key(name="enabled", kind=Kind.BOOLEAN, default=False),
+            Key(
+                name="folder",
+                kind=Kind.STRING,
+                default="recordings",
+                convert=_recording_folder,
+            ),
         ),
     ),
     Section(

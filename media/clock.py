@@ -47,6 +47,10 @@ MAX_CATCHUP_TICKS = 5
 # A wake-up this early still runs its tick (uvloop timers have 1 ms resolution), instead
 # of spinning on zero-delay timers until the deadline passes.
 EARLY_TOLERANCE = 0.0005
+# A wake-up later than this (a whole frame) counts in ``late_wakeups``: the streams
+# then go out late enough for phones to notice, and the switch sheds new calls when
+# it keeps happening (switch/overload.py). A few ms late is a shared box's noise.
+LATE_WAKEUP = 0.020
 
 # <sys/timerfd.h>, <time.h>
 CLOCK_MONOTONIC = 1
@@ -226,6 +230,7 @@ class MediaClock:
         "_on_tick",
         "_running",
         "interval",
+        "late_wakeups",
         "max_catchup",
         "max_lateness",
         "origin",
@@ -254,6 +259,7 @@ class MediaClock:
         self.ticks = 0  # ticks run
         self.skipped = 0  # ticks skipped after a stall
         self.max_lateness = 0.0  # worst wake-up delay past a deadline, seconds
+        self.late_wakeups = 0  # wake-ups more than LATE_WAKEUP past their deadline
 
     @property
     def running(self) -> bool:
@@ -287,6 +293,8 @@ class MediaClock:
         lateness = now - self.deadline(self._next)
         if lateness > self.max_lateness:
             self.max_lateness = lateness
+        if lateness > LATE_WAKEUP:
+            self.late_wakeups += 1
 
         # stalled for longer than the catch-up limit: skip the oldest ticks
         if due - self._next >= self.max_catchup:

@@ -462,6 +462,31 @@ class RecordingStopped:
     seconds: float
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EngineLoad:
+    """Once a second, with ``EngineConfig.load_reports``: how loaded the engine is.
+
+    :param busy: CPU time of the engine's process over the last second, as a share
+        of one core (a worker process is its engine; in-process it includes the
+        signalling).
+    :param late_ticks: media clock wake-ups a frame (20 ms) late in that second.
+    :param skipped_ticks: ticks dropped after a stall in that second.
+    :param endpoints: endpoints open now.
+    :param worker: which media worker process (0 without workers).
+    """
+
+    busy: float
+    late_ticks: int
+    skipped_ticks: int
+    endpoints: int
+    worker: int = 0
+
+
 MediaEvent = (
-    DtmfReceived | PlaybackFinished | EndpointTimeout | RemoteLatched | RecordingStopped
+    DtmfReceived
+    | PlaybackFinished
+    | EndpointTimeout
+    | RemoteLatched
+    | RecordingStopped
+    | EngineLoad
 )

@@ -67,6 +67,7 @@ from media.commands import (
     EndpointCreated,
     EndpointStats,
     EndpointTimeout,
+    EngineLoad,
     GetStats,
     MediaError,
     MediaEvent,
@@ -141,6 +142,8 @@ class EngineConfig:
     :param precise_timer: wake the media clock with a timerfd (Linux) instead of
         ``loop.call_at``, whose millisecond resolution on uvloop costs up to 1 ms of
         send-time jitter.
+    :param load_reports: emit :class:`~media.commands.EngineLoad` once a second, so
+        the switch can shed new calls before its streams degrade.
     """
 
     host: str = "127.0.0.1"
@@ -151,6 +154,7 @@ class EngineConfig:
     prompt_cache_entries: int = 256
     send_phases: int = 20
     precise_timer: bool = True
+    load_reports: bool = False
 
 
 class _Recording:
@@ -226,6 +230,7 @@ class MediaEngine:
         self._liveness: dict[int, _Liveness] = {}
         self._tapped: dict[int, RtpEndpoint] = {}
         self._inband: dict[int, GoertzelDetector] = {}  # endpoints heard for tones
+        self._load_mark = (time.monotonic(), time.process_time(), 0, 0)
         self.closed = False
 
     # ---------------------------------------------------------------- public API
@@ -559,7 +564,7 @@ class MediaEngine:
             self._disconnect(command.endpoint_id)
             self._mixer_of[command.endpoint_id] = command.mixer_id
             endpoint.open_tap()
-            self._refresh_taps()
+            self._retap(endpoint)
         self._restore_output(command.endpoint_id)
         return Done()
 
@@ -572,7 +577,7 @@ class MediaEngine:
         endpoint = self._endpoints.get(endpoint_id)
         if endpoint is not None:
             endpoint.close_tap()
-            self._refresh_taps()
+            self._retap(endpoint)
         self._restore_output(endpoint_id)
 
     # ---------------------------------------------------------------- recording
@@ -589,7 +594,7 @@ class MediaEngine:
             raise BadCommand(f"cannot record to {command.path}: {exc}") from None
         for endpoint in taps:
             endpoint.open_tap()
-        self._refresh_taps()
+        self._retap(*taps)
         recording_id = next(self._ids)
         self._recordings[recording_id] = _Recording(
             recording_id, recorder, command.left, command.right
@@ -606,7 +611,7 @@ class MediaEngine:
             endpoint = self._endpoints.get(endpoint_id)
             if endpoint is not None:
                 endpoint.close_tap()
-        self._refresh_taps()
+                self._retap(endpoint)
         recorder = recording.recorder
         try:
             recorder.close()
@@ -640,6 +645,8 @@ class MediaEngine:
                 self._stop_recording(recording.recording_id)
         if tick % HOUSEKEEPING_TICKS == 0:
             self._housekeeping()
+            if self.config.load_reports:
+                self._report_load()
         self._send_reports(tick)
 
         playout = self.playout
@@ -668,7 +675,7 @@ class MediaEngine:
         elif not command.enabled and listening:
             endpoint.close_tap()
             del self._inband[command.endpoint_id]
-        self._refresh_taps()
+        self._retap(endpoint)
         return Done()
 
     def _scan_inband(self, heard: dict[int, Samples]) -> None:
@@ -685,13 +692,15 @@ class MediaEngine:
                     event = DIGIT_TO_EVENT[digit]
                     self._on_dtmf(endpoint, DtmfDigit(digit=digit, event=event))
 
-    def _refresh_taps(self) -> None:
-        """Remember which endpoints keep received audio (after mixer/recorder changes)."""
-        self._tapped = {
-            endpoint_id: endpoint
-            for endpoint_id, endpoint in self._endpoints.items()
-            if endpoint.tap_users
-        }
+    def _retap(self, *endpoints: RtpEndpoint) -> None:
+        """Keep :attr:`_tapped` (the endpoints whose received audio is decoded each
+        tick) right after a mixer, recorder or in-band detector took or released
+        ``endpoints``; per endpoint, not a scan of all of them at every call set-up."""
+        for endpoint in endpoints:
+            if endpoint.tap_users:
+                self._tapped[endpoint.endpoint_id] = endpoint
+            else:
+                self._tapped.pop(endpoint.endpoint_id, None)
 
     def _decode_taps(self) -> dict[int, Samples]:
         """Every tapped endpoint's audio of this tick, decoded one batch per codec."""
@@ -744,6 +753,24 @@ class MediaEngine:
             if endpoint.rtcp_remote:
                 self.playout.settle(endpoint_id)  # the SR's counts and timestamp
                 endpoint.send_rtcp(endpoint.rtcp_report())
+
+    def _report_load(self) -> None:
+        """CPU share and late wake-ups since the last report (EngineLoad)."""
+        wall, cpu, late, skipped = self._load_mark
+        clock = self.clock
+        now_wall, now_cpu = time.monotonic(), time.process_time()
+        self._load_mark = (now_wall, now_cpu, clock.late_wakeups, clock.skipped)
+        elapsed = now_wall - wall
+        if elapsed <= 0:
+            return
+        self._emit(
+            EngineLoad(
+                busy=round((now_cpu - cpu) / elapsed, 3),
+                late_ticks=clock.late_wakeups - late,
+                skipped_ticks=clock.skipped - skipped,
+                endpoints=len(self._endpoints),
+            )
+        )
 
     def _housekeeping(self) -> None:
         timeout = self.config.rtp_timeout

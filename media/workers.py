@@ -12,9 +12,12 @@ Theory of operation
 A command is pickled down a pipe to the worker that owns what it names, and the
 caller waits for the result (a synchronous round trip of a few tens of
 microseconds when the worker is idle, because the B2BUA reads results at once, e.g.
-the port of a new endpoint for its SDP). Events travel the other way at any time and
-are read by the signalling loop's reader on the pipe; one that arrives while a
-result is awaited is kept and delivered right after, in order.
+the port of a new endpoint for its SDP). Commands whose result is always ``Done``
+(:data:`ONEWAY`: set remote or codec, connect, stop, close...) are sent without
+waiting; their rare failures come back as a warning in the switch's log. Events
+travel the other way at any time and are read by the signalling loop's reader on
+the pipe; one that arrives while a result is awaited is kept and delivered right
+after, in order.
 
 
 Ids are the worker's own ids made global: ``global = local * workers + index``, so
@@ -33,6 +36,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import gc
 import logging
 import multiprocessing.connection
 import os
@@ -42,26 +46,37 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from media.commands import (
     BadCommand,
+    CloseEndpoint,
     Command,
+    Connect,
     CreateEndpoint,
     CreateMixer,
+    DetectInband,
+    Disconnect,
+    Done,
     EndpointCreated,
+    EngineLoad,
     MediaError,
     MediaEvent,
+    MixerRemove,
     Result,
+    SetCodec,
+    SetLatching,
+    SetRemote,
+    StopPlay,
+    StopRecord,
 )
 from media.engine import EngineConfig, MediaEngine
 
 logger = logging.getLogger(__name__)
-# TODO: each command is a synchronous round trip (measured 70-120 us of the
-# signalling process's CPU on a loaded 2-core box, mostly the wake-up of the
-# worker inside write()); about a dozen per call. Commands whose results the
-# switch can know in advance (ids and ports allocated here) could be batched
-# and sent without waiting.
+# TODO: commands with a result (CreateEndpoint, Play, Record, GetStats) are still
+# synchronous round trips (70-120 us of the signalling process's CPU on a loaded
+# 2-core box, and a wait while the worker finishes its tick); ids and ports could
+# be allocated here so that CreateEndpoint needs no answer either.
 # TODO: an attended transfer joins legs of two calls, which may live in two
 # workers: that Connect is refused (the transfer's audio is lost). Moving an
 # endpoint's socket to the other worker (SCM_RIGHTS) would fix it.
@@ -81,6 +96,11 @@ ID_FIELDS = frozenset(
         "near",
     }
 )
+# Workers ask the scheduler for this niceness (lower is sooner): a worker sleeps
+# between 20 ms ticks and must run the moment its timer fires, or every stream it
+# plays goes out late; signalling can wait a few ms. Asterisk and FreeSWITCH raise
+# their media threads' priority for the same reason (they go as far as real-time).
+WORKER_NICE = -10
 # How long a worker may take to start (imports numpy, binds nothing yet) and to stop.
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
@@ -99,6 +119,33 @@ class WorkerDied(MediaError):
 @dataclass(frozen=True, slots=True)
 class _Stop:
     """Sent to a worker: close the engine and exit."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Oneway:
+    """Sent to a worker: run ``command`` and send no result (only an error back)."""
+
+    command: Command
+
+
+# Commands whose result is always Done: sent without waiting for the worker (the
+# pipe keeps them in order with everything else), so the signalling process is not
+# held up by a worker busy with its tick. A failure comes back as a log line: the
+# callers of these commands only log a MediaError anyway.
+ONEWAY: Final = frozenset(
+    {
+        SetRemote,
+        SetCodec,
+        SetLatching,
+        DetectInband,
+        Connect,
+        Disconnect,
+        StopPlay,
+        StopRecord,
+        MixerRemove,
+        CloseEndpoint,
+    }
+)
 
 
 def split_ports(port_min: int, port_max: int, workers: int) -> list[tuple[int, int]]:
@@ -228,6 +275,13 @@ class WorkerPool:
             raise MediaError("the media workers are stopped")
         index = self._route(command)
         local = _map_ids(command, lambda value: self._local(value, index))
+        if type(command) in ONEWAY:
+            try:
+                self._pipes[index].send(_Oneway(local))
+            except (OSError, ValueError) as exc:
+                raise WorkerDied(f"media worker {index}: {exc}") from None
+            self._count(command, Done(), index)
+            return Done()
         result = self._call(index, local)
         result = _map_ids(result, lambda value: value * self.workers + index)
         self._count(command, result, index)
@@ -302,6 +356,9 @@ class WorkerPool:
                 if kind == "event":
                     self._pending_events.append(self._global_event(payload, index))
                     continue
+                if kind == "oneway_error":
+                    _log_oneway_error(index, payload)
+                    continue
                 break
         except (OSError, EOFError) as exc:
             raise WorkerDied(f"media worker {index}: {exc}") from None
@@ -319,6 +376,8 @@ class WorkerPool:
                 kind, payload = pipe.recv()
                 if kind == "event":
                     self._pending_events.append(self._global_event(payload, index))
+                elif kind == "oneway_error":
+                    _log_oneway_error(index, payload)
                 else:  # a result nobody waits for: a protocol bug, say so
                     logger.error("media worker %d: stray %s %r", index, kind, payload)
         except (OSError, EOFError):
@@ -327,6 +386,8 @@ class WorkerPool:
         self._deliver()
 
     def _global_event(self, event: MediaEvent, index: int) -> MediaEvent:
+        if isinstance(event, EngineLoad):  # says which worker it is about
+            return dataclasses.replace(event, worker=index)
         return _map_ids(event, lambda value: value * self.workers + index)  # type: ignore[no-any-return]
 
     def _deliver(self) -> None:
@@ -345,6 +406,11 @@ class WorkerPool:
             self._delivering = False
 
 
+def _log_oneway_error(index: int, payload: tuple[str, str]) -> None:
+    command, message = payload
+    logger.warning("media worker %d: %s failed: %s", index, command, message)
+
+
 # ---------------------------------------------------------------------- the worker
 
 
@@ -361,6 +427,10 @@ def _worker_main(fd: int, index: int) -> None:
         level=logging.WARNING,
         format=f"%(asctime)s %(levelname)s media-{index}[{os.getpid()}] %(message)s",
     )
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, WORKER_NICE)
+    except OSError:  # no CAP_SYS_NICE: run at the switch's own priority
+        logger.info("media worker %d keeps the default priority", index)
     uvloop.run(_serve(pipe, config))
 
 
@@ -376,6 +446,21 @@ async def _serve(
             pipe.send(("event", event))
 
     engine = MediaEngine(config, on_event=send_event)
+    # A full collection walking the worker's numpy tables and prompt caches stalls
+    # every stream it plays; freeze what start-up made and collect seldom (the
+    # per-packet path allocates little that lives long).
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
+
+    def oneway(command: Command) -> None:
+        try:
+            engine.execute(command)
+        except MediaError as exc:
+            pipe.send(("oneway_error", (type(command).__name__, str(exc))))
+        except Exception as exc:  # a bug: report it, keep the other calls
+            logger.exception("command %r failed", command)
+            pipe.send(("oneway_error", (type(command).__name__, f"bug: {exc!r}")))
 
     def on_command() -> None:
         try:
@@ -384,6 +469,9 @@ async def _serve(
                 if isinstance(command, _Stop):
                     stopped.set_result(None)
                     return
+                if isinstance(command, _Oneway):
+                    oneway(command.command)
+                    continue
                 try:
                     reply: tuple[str, Any] = ("result", engine.execute(command))
                 except MediaError as exc:

@@ -33,6 +33,7 @@ from pyee import EventEmitter
 from media.commands import (
     Command,
     EndpointTimeout,
+    EngineLoad,
     MediaError,
     MediaEvent,
     Play,
@@ -81,6 +82,7 @@ from switch.leg import (
     Target,
     cause_for_status,
 )
+from switch.overload import OverloadGuard
 from switch.registrar import Registrar
 from switch.session import CallSession, Hangup
 from switch.session_timer import negotiate_uas
@@ -181,6 +183,8 @@ class B2bua:
     :param trunks: carrier trunks, or None when none are configured.
     :param apps: local applications by name (``echo``, ``tone``...).
     :param media_host: the address our SDP advertises.
+    :param overload: sheds new calls with 503 while the switch is overloaded.
+    :param recordings: a folder: every bridged call is recorded there.
     """
 
     def __init__(
@@ -196,6 +200,8 @@ class B2bua:
         limits: Limits = Limits(),
         apps: dict[str, App] | None = None,
         media_host: str = "127.0.0.1",
+        overload: OverloadGuard | None = None,
+        recordings: str | None = None,
     ) -> None:
         self.stack = stack
         self.engine = engine
@@ -207,6 +213,8 @@ class B2bua:
         self.limits = limits
         self.apps: dict[str, App] = dict(apps or {})
         self.media_host = media_host
+        self.overload = overload
+        self.recordings = recordings
         self.calls: dict[str, Call] = {}
         self._dialogs: dict[DialogId, tuple[Call, Leg]] = {}
         self._invites: dict[tuple[str, str], Call] = {}  # (Call-ID, branch) -> call
@@ -393,6 +401,12 @@ class B2bua:
             response = self._reject(
                 request, source, caller, called, 503, "Too Many Calls"
             )
+            response.headers.add("Retry-After", str(limits.retry_after))
+            return response
+        overloaded = self.overload and self.overload.reason(time.monotonic())
+        if overloaded:
+            log.warning("overloaded (%s): 503", overloaded)
+            response = self._reject(request, source, caller, called, 503, "Overloaded")
             response.headers.add("Retry-After", str(limits.retry_after))
             return response
         try:
@@ -949,6 +963,10 @@ class B2bua:
             future = self.playbacks.pop(event.playback_id, None)
             if future is not None and not future.done():
                 future.set_result(event.reason.value)
+            return
+        if isinstance(event, EngineLoad):
+            if self.overload is not None:
+                self.overload.on_load(event, time.monotonic())
             return
         endpoint_id = getattr(event, "endpoint_id", None)
         if endpoint_id is None:

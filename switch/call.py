@@ -47,6 +47,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from media.commands import (
@@ -60,8 +61,11 @@ from media.commands import (
     GetStats,
     MediaError,
     Play,
+    Record,
+    RecordingStarted,
     SetCodec,
     SetRemote,
+    StopRecord,
     Tone,
     ToneName,
 )
@@ -72,6 +76,7 @@ from switch.events import (
     CallBridged,
     CallEnded,
     CallHeld,
+    CallRecording,
     CallTransferred,
     LegAnswered,
     LegEnded,
@@ -273,6 +278,8 @@ class Call:
         self.ended_event = asyncio.Event()
         self.on_dtmf: Callable[[str], None] | None = None  # the CallSession's
         self.extra_endpoints: list[int] = []  # e.g. the echo loop endpoint
+        self.recording_id: int | None = None
+        self.recordings: list[str] = []  # every file this call was recorded to
         self._dial: _Dial | None = None
         self._early_leg: Leg | None = None
         self._sent_ringing = False
@@ -402,6 +409,40 @@ class Call:
                 leg_a=a.leg_id,
                 leg_b=b.leg_id,
             ),
+        )
+        if self.b2bua.recordings is not None:
+            self._record(a, b)
+
+    def _record(self, a: Leg, b: Leg) -> None:
+        """Record the new pair (the caller left) into the day's folder; a pair made
+        again (a transfer) starts a new file, so each file has one conversation."""
+        if a.endpoint_id is None or b.endpoint_id is None:
+            return
+        if b is self.inbound:
+            a, b = b, a
+        media = self.b2bua.media
+        if self.recording_id is not None:
+            with contextlib.suppress(MediaError):
+                media(StopRecord(recording_id=self.recording_id))
+            self.recording_id = None
+        folder = Path(self.b2bua.recordings or ".", time.strftime("%Y-%m-%d"))
+        suffix = f"-{len(self.recordings) + 1}" if self.recordings else ""
+        path = folder / f"{self.call_id}{suffix}.wav"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            started = media(
+                Record(path=str(path), left=a.endpoint_id, right=b.endpoint_id)
+            )
+        except (OSError, MediaError) as exc:
+            self.log.error("call %s not recorded: %s", self.call_id, exc)
+            return
+        assert isinstance(started, RecordingStarted)
+        self.recording_id = started.recording_id
+        self.recordings.append(str(path))
+        self.log.info("call %s recorded to %s", self.call_id, path)
+        publish(
+            self.b2bua.bus,
+            CallRecording(at=self._event_time(), call_id=self.call_id, path=str(path)),
         )
 
     def _close_endpoint(self, leg: Leg) -> EndpointStats | None:
@@ -1003,6 +1044,13 @@ class Call:
             if leg.ack is not None:
                 self.stack.send_ack(leg.ack, leg.destination)
             return
+        if dialog is None and not leg.ended:
+            # The first 2xx is still on its way to _run_outbound (a busy loop takes
+            # a while): this is its retransmission, or another fork's 2xx that will
+            # come again once the dialog exists. Answering it now would BYE the
+            # very dialog being set up.
+            leg.log.debug("2xx from %s before the first was handled", response.to.tag)
+            return
         assert leg.invite is not None
         try:
             extra = Dialog.from_uac(leg.invite, response)
@@ -1176,6 +1224,7 @@ class Call:
             cause,
         )
         self.ended_event.set()
+        self.on_dtmf = None  # the session's hook: a cycle the collector had to find
         self.b2bua.forget_call(self)
 
     # ------------------------------------------------------------ in-dialog requests

@@ -231,8 +231,8 @@ ERRORS = [
     pytest.param(
         "[bogus]\nx = 1\n",
         "t.toml: bogus: unknown section; "
-        "expected one of: sip, registrar, rtp, store, log, limits, trunks, dialplan, ivr,"
-        " users, queues, agents, admission",
+        "expected one of: sip, registrar, rtp, store, log, limits, recording, trunks,"
+        " dialplan, ivr, users, queues, agents, admission",
         id="unknown-section-no-guess",
     ),
     pytest.param(

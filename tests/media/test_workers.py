@@ -195,3 +195,26 @@ async def test_closed_pool_refuses_commands() -> None:
     workers.close()  # idempotent
     with pytest.raises(Exception, match="stopped"):
         workers.execute(CreateEndpoint())
+
+
+async def test_oneway_commands_keep_their_order_and_their_errors_are_logged(
+    pool: tuple[WorkerPool, list[MediaEvent]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """SetRemote, Connect, CloseEndpoint... are not waited for: the next command
+    with a result still sees their effect (one pipe, in order), and a failure is a
+    warning in the switch's log instead of an exception."""
+    workers, _ = pool
+    created = workers.execute(CreateEndpoint(latching=False))
+    assert isinstance(created, EndpointCreated)
+    done = workers.execute(
+        SetRemote(endpoint_id=created.endpoint_id, host=HOST, port=40000)
+    )
+    assert type(done).__name__ == "Done"
+    stats = workers.execute(GetStats(endpoint_id=created.endpoint_id))
+    assert stats.remote == (HOST, 40000)  # type: ignore[union-attr]
+
+    unknown = created.endpoint_id + 2 * 50  # the same worker, never created
+    with caplog.at_level("WARNING", logger="media.workers"):
+        workers.execute(SetRemote(endpoint_id=unknown, host=HOST, port=40002))
+        workers.execute(GetStats(endpoint_id=created.endpoint_id))  # after it
+    assert any("SetRemote failed" in r.getMessage() for r in caplog.records)

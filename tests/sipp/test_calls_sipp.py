@@ -14,13 +14,17 @@ must hear the other's tone, on the payload type its leg negotiated.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import signal
 import threading
 import time
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 
 from tests.e2e.phone import TraceEntry
@@ -34,6 +38,7 @@ from tests.rtp_peer import (
     entry_time,
     received_from,
     sent_to,
+    spectrum,
     switch_media_for,
 )
 from tests.sipp.calls import (
@@ -265,9 +270,17 @@ def test_pcmu_caller_to_pcma_callee_is_transcoded_on_the_wire(
     _transcoded_call(switch, tmp_path)
 
 
-def test_media_workers_relay_and_transcode_the_call(tmp_path: Path) -> None:
-    """The same call with the media engine in two worker processes."""
-    switch = start_switch(tmp_path, media_workers="2")
+def test_media_workers_relay_transcode_and_record_the_call(tmp_path: Path) -> None:
+    """The same call with the media engine in two worker processes, recorded."""
+    folder = tmp_path / "recordings"
+    switch = start_switch(
+        tmp_path,
+        edit=lambda text: (
+            text.replace("# media_workers = 2", "media_workers = 2")
+            .replace("enabled = false", "enabled = true")
+            .replace('folder = "recordings"', f'folder = "{folder}"')
+        ),
+    )
     try:
         assert "2 media workers started" in switch.log()
         _transcoded_call(switch, tmp_path)
@@ -276,6 +289,24 @@ def test_media_workers_relay_and_transcode_the_call(tmp_path: Path) -> None:
     finally:
         switch.stop()
     assert "media worker" not in switch.log().split("2 media workers started")[1]
+    _assert_recorded(folder, left_hz=CALLER_HZ, right_hz=CALLEE_HZ)
+
+
+def _assert_recorded(folder: Path, *, left_hz: float, right_hz: float) -> None:
+    """One stereo WAV of the call: the caller's tone left, the callee's right."""
+    files = list(folder.glob("*/*.wav"))
+    assert len(files) == 1, files
+    with wave.open(str(files[0])) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (
+            2,
+            2,
+            8000,
+        )
+        frames = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    left, right = frames[0::2], frames[1::2]
+    assert len(left) >= 8000, f"{len(left) / 8000:.1f} s recorded"
+    assert_hears(spectrum(left), expected_hz=left_hz, own_hz=right_hz, who="left")
+    assert_hears(spectrum(right), expected_hz=right_hz, own_hz=left_hz, who="right")
 
 
 def _transcoded_call(switch: SwitchProcess, tmp_path: Path) -> None:
@@ -447,6 +478,83 @@ def test_switch_full_gets_503_and_the_call_in_progress_goes_on(
         sipp_ok(call(switch, "trunk-call-switch-full-gets-503.xml", "1002", tmp_path))
         caller.join(40)
         _both(callee, first[0])
+    finally:
+        switch.stop()
+
+
+def _media_workers_of(switch: SwitchProcess) -> list[int]:
+    """The pids of the switch's media worker processes (``python -m media.workers``)."""
+    assert switch.proc is not None
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            ppid = next(
+                line.split()[1]
+                for line in status.read_text().splitlines()
+                if line.startswith("PPid:")
+            )
+            cmdline = (status.parent / "cmdline").read_bytes()
+        except (OSError, StopIteration):
+            continue
+        if int(ppid) == switch.proc.pid and b"media.workers" in cmdline:
+            found.append(int(status.parent.name))
+    return found
+
+
+def test_overloaded_media_worker_sheds_new_calls_and_the_call_goes_on(
+    tmp_path: Path,
+) -> None:
+    """A media worker that stalls (stopped for 0.3 s: what a starved core does)
+    reports late and skipped clock ticks; new calls get 503 while the established
+    call goes on with audio both ways, and calls are admitted again afterwards."""
+    switch = start_switch(
+        tmp_path,
+        edit=lambda text: text.replace("# media_workers = 2", "media_workers = 1"),
+    )
+    try:
+        (worker,) = _media_workers_of(switch)
+        parties = Parties(switch, tmp_path, "callee-rtp-peer-answers-waits-for-bye.xml")
+        talk = threading.Thread(
+            target=parties.run,
+            args=("trunk-call-rtp-peer-caller-hangs-up.xml", "-d", "6000"),
+        )
+        talk.start()
+        deadline = time.monotonic() + 10
+        while " answered" not in switch.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)  # a second of clean audio first
+
+        os.kill(worker, signal.SIGSTOP)
+        time.sleep(0.3)
+        os.kill(worker, signal.SIGCONT)
+        deadline = time.monotonic() + 5
+        while "overload: shedding" not in switch.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "late clock ticks/s" in switch.log(), switch.log()[-2000:]
+        sipp_ok(call(switch, "trunk-call-switch-full-gets-503.xml", "1002", tmp_path))
+
+        talk.join(40)
+        assert not talk.is_alive()
+        detail = parties.describe()
+        assert_hears(
+            parties.caller.heard(payload_type=PT_PCMU),
+            expected_hz=CALLEE_HZ,
+            own_hz=CALLER_HZ,
+            who="caller",
+        )
+        assert_hears(
+            parties.callee_rtp.heard(payload_type=PT_PCMU),
+            expected_hz=CALLER_HZ,
+            own_hz=CALLEE_HZ,
+            who="callee",
+        )
+        assert "ended by caller (200, cause 16)" in switch.log(), detail
+        # three seconds after the last bad report new calls reach the dialplan again
+        time.sleep(1.0)
+        sipp_ok(
+            call(switch, "trunk-call-unknown-number-gets-404.xml", "1999", tmp_path)
+        )
+        assert "overload over" in switch.log()
     finally:
         switch.stop()
 

@@ -202,8 +202,8 @@ def test_restart_keeps_registrations(tmp_path: Path) -> None:
     """
     # no keep-alives: an OPTIONS to the phone would reach the SIPp UAS first
     config = demo_config(tmp_path, qualify_interval="0")
+    phone_port = free_block(1)  # before the start: a failure here leaks no switch
     switch = SwitchProcess(workdir=tmp_path, config=config).start()
-    phone_port = free_block(1)
     try:
         _ok(
             run_sipp(

@@ -1,0 +1,127 @@
+"""The forwarder run: the same RTP peer and packet rate, relayed by the bare forwarder.
+
+Started after the switch's run, with the switch stopped, for the number of legs the
+switch carried at its peak: the forwarder (:mod:`bench.busy_hour.forwarder`) binds its
+pairs, the RTP peer sends 50 packets a second on every leg for ``seconds``, and the
+forwarder's CPU is read with psutil over the window after ``warmup``.  Same loss and
+jitter figures as the main run (all its packets are relayed ones).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+
+from tests.sipp.calls import free_block
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _start(command: list[str], out: Path) -> subprocess.Popen[bytes]:
+    with out.open("wb") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", *command],
+            cwd=REPO,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{proc.args!r} did not start")
+        time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def forwarder_run(
+    legs: int, *, seconds: float = 30.0, warmup: float = 5.0
+) -> dict[str, Any]:
+    """Relay ``legs`` legs (``legs // 2`` pairs) for ``seconds``; the figures."""
+    pairs = max(1, legs // 2)
+    with tempfile.TemporaryDirectory(prefix="bench-busy-hour-fwd-") as name:
+        work = Path(name)
+        peer_port = free_block(4)
+        forwarder = _start(
+            [
+                "bench.busy_hour.forwarder",
+                "--pairs",
+                str(pairs),
+                "--peer-port",
+                str(peer_port),
+                "--ports",
+                str(work / "ports.json"),
+                "--result",
+                str(work / "forwarder.json"),
+                "--max-seconds",
+                str(seconds + 120),
+            ],
+            work / "forwarder.out",
+        )
+        generator = None
+        try:
+            _wait_file(work / "ports.json", forwarder, 30)
+            generator = _start(
+                [
+                    "bench.busy_hour.rtpgen",
+                    "--port",
+                    str(peer_port),
+                    "--ready",
+                    str(work / "ready"),
+                    "--result",
+                    str(work / "rtpgen.json"),
+                    "--max-seconds",
+                    str(seconds),
+                    "--dtmf-at",
+                    "-1",
+                    "--fixed",
+                    str(work / "ports.json"),
+                ],
+                work / "rtpgen.out",
+            )
+            _wait_file(work / "ready", generator, 30)
+            process = psutil.Process(forwarder.pid)
+            time.sleep(warmup)
+            before, t0 = process.cpu_times(), time.monotonic()
+            time.sleep(max(1.0, seconds - warmup - 2.0))
+            after, t1 = process.cpu_times(), time.monotonic()
+            used = (after.user + after.system) - (before.user + before.system)
+            generator.wait(seconds + 120)
+        finally:
+            if generator is not None:
+                _stop(generator, 120)
+            _stop(forwarder, 10)
+        peer = json.loads((work / "rtpgen.json").read_text())
+        relayed = json.loads((work / "forwarder.json").read_text())
+    return {
+        "legs": 2 * pairs,
+        "forwarder_cpu_cores": round(used / (t1 - t0), 3),
+        "forwarded": relayed["forwarded"],
+        "rtp_lost": peer.get("rtp_lost"),
+        "rtp_late": peer.get("rtp_late"),
+        "jitter_relayed_p50_ms": peer.get("jitter_relayed_p50_ms"),
+        "jitter_relayed_p99_ms": peer.get("jitter_relayed_p99_ms"),
+        "jitter_relayed_max_ms": peer.get("jitter_relayed_max_ms"),
+        "generator_cpu_cores": peer.get("generator_cpu_cores"),
+        "seconds": seconds,
+    }
