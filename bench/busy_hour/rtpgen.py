@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from bench.busy_hour.analysis import CHUNK_DTYPE, analyse
 from bench.busy_hour.voice import PREFIX, frame_keys, speech_samples, ulaw_frames
-from bench.media import PEER_BUFFER, SO_RCVBUFFORCE, SO_TIMESTAMPNS
+from bench.media import _peer_socket
 
 LOOPBACK: Final = "127.0.0.1"
 SLOTS: Final = 20  # 1 ms send slots per 20 ms packet interval
@@ -131,16 +131,8 @@ class Capture:
         self.ports = array.array("H")
 
 
-def _socket(port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, PEER_BUFFER)
-    except OSError:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PEER_BUFFER)
-    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-    sock.bind((LOOPBACK, port))
-    sock.setblocking(False)
-    return sock
+# bench.media's peer socket: big buffer, kernel arrival timestamps, loopback
+_socket = _peer_socket
 
 
 class Generator:

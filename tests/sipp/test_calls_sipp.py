@@ -232,6 +232,21 @@ class Parties:
     def describe(self) -> str:
         return f"{self.caller.summary()}\n{self.callee_rtp.summary()}"
 
+    def assert_hear_each_other(self) -> None:
+        """Each side heard the other's clean PCMU tone, not its own."""
+        assert_hears(
+            self.caller.heard(payload_type=PT_PCMU),
+            expected_hz=CALLEE_HZ,
+            own_hz=CALLER_HZ,
+            who="caller",
+        )
+        assert_hears(
+            self.callee_rtp.heard(payload_type=PT_PCMU),
+            expected_hz=CALLER_HZ,
+            own_hz=CALLEE_HZ,
+            who="callee",
+        )
+
 
 def _first(entries: list[TraceEntry], start: str, cseq: str) -> TraceEntry:
     """The first entry whose start line begins with ``start`` and CSeq is ``cseq``."""
@@ -249,18 +264,7 @@ def test_trunk_call_to_a_phone_carries_each_sides_tone_to_the_other(
     detail = parties.describe()
     assert parties.caller.audio_types() == {PT_PCMU}, detail
     assert parties.callee_rtp.audio_types() == {PT_PCMU}, detail
-    assert_hears(
-        parties.caller.heard(payload_type=PT_PCMU),
-        expected_hz=CALLEE_HZ,
-        own_hz=CALLER_HZ,
-        who="caller",
-    )
-    assert_hears(
-        parties.callee_rtp.heard(payload_type=PT_PCMU),
-        expected_hz=CALLER_HZ,
-        own_hz=CALLEE_HZ,
-        who="callee",
-    )
+    parties.assert_hear_each_other()
     assert "ended by caller (200, cause 16)" in switch.log()
 
 
@@ -536,18 +540,7 @@ def test_overloaded_media_worker_sheds_new_calls_and_the_call_goes_on(
         talk.join(40)
         assert not talk.is_alive()
         detail = parties.describe()
-        assert_hears(
-            parties.caller.heard(payload_type=PT_PCMU),
-            expected_hz=CALLEE_HZ,
-            own_hz=CALLER_HZ,
-            who="caller",
-        )
-        assert_hears(
-            parties.callee_rtp.heard(payload_type=PT_PCMU),
-            expected_hz=CALLER_HZ,
-            own_hz=CALLEE_HZ,
-            who="callee",
-        )
+        parties.assert_hear_each_other()
         assert "ended by caller (200, cause 16)" in switch.log(), detail
         # three seconds after the last bad report new calls reach the dialplan again
         time.sleep(1.0)
