@@ -21,7 +21,8 @@ Each bad report keeps new calls shed for ``hold`` seconds more, so that the swit
 does not flap between admitting a burst and refusing it; reports older than that are
 forgotten (an engine with no endpoints stops its clock and its reports).
 
-Sans-IO like the SIP core: reports and ``now`` come in, a reason (or None) goes out.
+The guard is sans-IO like the SIP core (reports and ``now`` in, a reason or None
+out); :func:`watch_loop_lag` is the small task that measures the loop for it.
 """
 
 from __future__ import annotations
