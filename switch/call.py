@@ -411,9 +411,9 @@ class Call:
             ),
         )
         if self.b2bua.recordings is not None:
-            self._record(a, b)
+            self._record(a, b, self.b2bua.recordings)
 
-    def _record(self, a: Leg, b: Leg) -> None:
+    def _record(self, a: Leg, b: Leg, folder_of_days: str) -> None:
         """Record the new pair (the caller left) into the day's folder; a pair made
         again (a transfer) starts a new file, so each file has one conversation."""
         if a.endpoint_id is None or b.endpoint_id is None:
@@ -425,7 +425,7 @@ class Call:
             with contextlib.suppress(MediaError):
                 media(StopRecord(recording_id=self.recording_id))
             self.recording_id = None
-        folder = Path(self.b2bua.recordings or ".", time.strftime("%Y-%m-%d"))
+        folder = Path(folder_of_days, time.strftime("%Y-%m-%d"))
         suffix = f"-{len(self.recordings) + 1}" if self.recordings else ""
         path = folder / f"{self.call_id}{suffix}.wav"
         try:

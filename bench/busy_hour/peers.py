@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from bench.b2bua import stop_process
 from bench.busy_hour.config import NUMBER, password
 from tests.harness import LOOPBACK, require_tool
 from tests.sipp.calls import free_block
@@ -74,17 +74,7 @@ class Sipp:
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL, to this process's own group; its exit status."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        return proc.returncode
+        return None if self.proc is None else stop_process(self.proc, 5)
 
     def files(self, suffix: str) -> list[Path]:
         return sorted(self.workdir.glob(f"{self.name}*{suffix}"))

@@ -19,6 +19,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
+from bench.b2bua import stop_process
 from tests.sipp.calls import free_block
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,16 +43,6 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> Non
         if proc.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{proc.args!r} did not start")
         time.sleep(0.05)
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def forwarder_run(
@@ -109,8 +100,8 @@ def forwarder_run(
             generator.wait(seconds + 120)
         finally:
             if generator is not None:
-                _stop(generator, 120)
-            _stop(forwarder, 10)
+                stop_process(generator, 120)
+            stop_process(forwarder, 10)
         peer = json.loads((work / "rtpgen.json").read_text())
         relayed = json.loads((work / "forwarder.json").read_text())
     return {

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import pytest
 
 from media.commands import (
+    Codec,
     Connect,
     CreateEndpoint,
     EndpointCreated,
@@ -23,11 +24,12 @@ from media.commands import (
     Record,
     RecordingStarted,
     RecordingStopped,
+    SetCodec,
     SetRemote,
     StopRecord,
 )
 from media.engine import EngineConfig, MediaEngine
-from media.g711 import ulaw_encode
+from media.g711 import alaw_encode, ulaw_encode
 from media.recorder import WavRecorder
 from media.rtp import RtpPacket
 
@@ -102,18 +104,20 @@ def test_missing_channel_is_silence(tmp_path: Path) -> None:
 
 
 class Phone:
-    def __init__(self, frequency: float) -> None:
+    def __init__(self, frequency: float, codec: Codec = Codec.PCMU) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.setblocking(False)
         self.port: int = self.sock.getsockname()[1]
         self.frequency = frequency
+        self.codec = codec
         self.sent = 0
 
     def send_frame(self, port: int) -> None:
-        codes = ulaw_encode(sine(self.frequency, FRAME, self.sent * FRAME))
+        encode = ulaw_encode if self.codec is Codec.PCMU else alaw_encode
+        codes = encode(sine(self.frequency, FRAME, self.sent * FRAME))
         packet = RtpPacket(
-            payload_type=0,
+            payload_type=self.codec.static_payload_type,
             sequence=self.sent,
             timestamp=self.sent * FRAME,
             ssrc=self.port,
@@ -140,31 +144,9 @@ async def test_call_recorded_as_it_goes_caller_left_operator_right(
     )
     caller, operator = Phone(500.0), Phone(1500.0)
     try:
-        legs = []
-        for phone in (caller, operator):
-            created = engine.execute(CreateEndpoint())
-            assert isinstance(created, EndpointCreated)
-            engine.execute(
-                SetRemote(
-                    endpoint_id=created.endpoint_id, host="127.0.0.1", port=phone.port
-                )
-            )
-            legs.append(created)
-        engine.execute(
-            Connect(endpoint_a=legs[0].endpoint_id, endpoint_b=legs[1].endpoint_id)
-        )
         path = tmp_path / "call.wav"
-        started = engine.execute(
-            Record(path=str(path), left=legs[0].endpoint_id, right=legs[1].endpoint_id)
-        )
-        assert isinstance(started, RecordingStarted)
-
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for i in range(75):  # 1.5 s of conversation, paced on a fixed schedule
-            caller.send_frame(legs[0].rtp_port)
-            operator.send_frame(legs[1].rtp_port)
-            await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - loop.time()))
+        legs, started = _recorded_bridge(engine, caller, operator, path)
+        await _talk(caller, operator, legs, frames=75)  # 1.5 s of conversation
 
         # mid-call: the file is already a valid WAV with at least a second in it
         await eventually(lambda: read_wav(path)[2].shape[0] >= RATE)
@@ -181,6 +163,78 @@ async def test_call_recorded_as_it_goes_caller_left_operator_right(
         _, _, final = read_wav(path)
         assert final.shape[0] >= data.shape[0]
         assert engine.endpoint(legs[0].endpoint_id).tap_users == 0
+    finally:
+        engine.close()
+        caller.sock.close()
+        operator.sock.close()
+
+
+def _recorded_bridge(
+    engine: MediaEngine, caller: Phone, operator: Phone, path: Path
+) -> tuple[list[EndpointCreated], RecordingStarted]:
+    """Two endpoints in the phones' codecs, bridged and recorded (caller left)."""
+    legs = []
+    for phone in (caller, operator):
+        created = engine.execute(CreateEndpoint())
+        assert isinstance(created, EndpointCreated)
+        engine.execute(SetCodec(endpoint_id=created.endpoint_id, codec=phone.codec))
+        engine.execute(
+            SetRemote(
+                endpoint_id=created.endpoint_id, host="127.0.0.1", port=phone.port
+            )
+        )
+        legs.append(created)
+    engine.execute(
+        Connect(endpoint_a=legs[0].endpoint_id, endpoint_b=legs[1].endpoint_id)
+    )
+    started = engine.execute(
+        Record(path=str(path), left=legs[0].endpoint_id, right=legs[1].endpoint_id)
+    )
+    assert isinstance(started, RecordingStarted)
+    return legs, started
+
+
+async def _talk(
+    caller: Phone, operator: Phone, legs: list[EndpointCreated], *, frames: int
+) -> None:
+    """Both phones send ``frames`` frames, paced on a fixed 20 ms schedule."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(frames):
+        caller.send_frame(legs[0].rtp_port)
+        operator.send_frame(legs[1].rtp_port)
+        await asyncio.sleep(max(0.0, start + (i + 1) * 0.02 - loop.time()))
+
+
+async def test_transcoded_call_records_each_side_in_its_own_codec(
+    tmp_path: Path,
+) -> None:
+    """PCMU caller, PCMA operator: the relay transcodes a packet's payload in the
+    receive buffer before sending it on; the recorder's tap must keep it in the
+    receiving endpoint's own codec, or the caller's channel is A-law codes decoded
+    as mu-law (a loud buzz, no tone)."""
+    engine = MediaEngine(
+        EngineConfig(port_min=PORT_MIN + 200, port_max=PORT_MIN + 207),
+        on_event=lambda event: None,
+    )
+    caller, operator = Phone(600.0, Codec.PCMU), Phone(1400.0, Codec.PCMA)
+    try:
+        path = tmp_path / "call.wav"
+        legs, started = _recorded_bridge(engine, caller, operator, path)
+        await _talk(caller, operator, legs, frames=60)
+        await asyncio.sleep(0.1)
+        engine.execute(StopRecord(recording_id=started.recording_id))
+        _, _, data = read_wav(path)
+        assert data.shape[0] >= 8000
+        for channel, hz in ((0, 600), (1, 1400)):
+            samples = data[:, channel]
+            assert dominant(samples) == pytest.approx(hz, abs=10)
+            # a clean tone: nearly all the power within 20 Hz of it
+            windowed = samples.astype(np.float64) * np.hanning(samples.size)
+            spectrum = np.abs(np.fft.rfft(windowed)) ** 2
+            freqs = np.fft.rfftfreq(samples.size, 1 / 8000)
+            share = spectrum[np.abs(freqs - hz) <= 20].sum() / spectrum.sum()
+            assert share >= 0.9, f"channel {channel}: {share:.0%} at {hz} Hz"
     finally:
         engine.close()
         caller.sock.close()
