@@ -6,6 +6,10 @@ switch's view, rewritten by the service every second or so; ``acd_commands`` is 
 ``ccswitch agent login|logout|break`` reaches the running switch (a CLI process writes
 a row, the service applies and deletes it). The CLI reads the same file (WAL mode
 lets it read while the switch writes), so no control socket is needed.
+
+Writes run as ``async with db.execute(...)`` so that their cursors are closed in the
+database thread; ``ccswitch/store.py`` says why (a dropped cursor can break the next
+write of the same statement).
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ class QueueLog:
     async def append(self, records: Sequence[LogRecord]) -> None:
         if not records:
             return
-        await self.db.executemany(
+        async with self.db.executemany(
             f"INSERT INTO queue_log ({', '.join(_COLUMNS)}) VALUES"
             f" ({', '.join('?' for _ in _COLUMNS)})",
             [
@@ -77,7 +81,8 @@ class QueueLog:
                 )
                 for r in records
             ],
-        )
+        ):
+            pass  # closes the cursor in the database thread (module docstring)
         await self.db.commit()
 
     async def between(self, start: float, end: float) -> list[LogRecord]:
@@ -106,7 +111,7 @@ class QueueLog:
     async def save_snapshot(
         self, agents: Iterable[Agent], queues: Iterable[QueueSnapshot], now: float
     ) -> None:
-        await self.db.executemany(
+        async with self.db.executemany(
             "INSERT OR REPLACE INTO acd_agents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
@@ -122,11 +127,13 @@ class QueueLog:
                 )
                 for a in agents
             ],
-        )
-        await self.db.executemany(
+        ):
+            pass  # closes the cursor in the database thread (module docstring)
+        async with self.db.executemany(
             "INSERT OR REPLACE INTO acd_queues VALUES (?, ?, ?, ?, ?)",
             [(q.name, q.waiting, q.longest_wait, q.expected_wait, now) for q in queues],
-        )
+        ):
+            pass  # closes the cursor in the database thread (module docstring)
         await self.db.commit()
 
     async def agents(self) -> list[dict[str, object]]:
@@ -161,11 +168,12 @@ class QueueLog:
     async def add_command(self, agent: str, action: str, reason: str = "") -> None:
         if action not in COMMAND_ACTIONS:
             raise ValueError(f"unknown agent action {action!r}")
-        await self.db.execute(
+        async with self.db.execute(
             "INSERT INTO acd_commands (agent, action, reason, created_at)"
             " VALUES (?, ?, ?, ?)",
             (agent, action, reason, time.time()),
-        )
+        ):
+            pass  # closes the cursor in the database thread (module docstring)
         await self.db.commit()
 
     async def take_commands(self) -> list[Command]:
@@ -175,8 +183,9 @@ class QueueLog:
         ) as cursor:
             rows = list(await cursor.fetchall())
         if rows:
-            await self.db.execute(
+            async with self.db.execute(
                 "DELETE FROM acd_commands WHERE id <= ?", (rows[-1][0],)
-            )
+            ):
+                pass  # closes the cursor in the database thread (module docstring)
             await self.db.commit()
         return [Command(id=r[0], agent=r[1], action=r[2], reason=r[3]) for r in rows]

@@ -215,7 +215,10 @@ class Switch:
         )
         if rtp.media_workers:
             self.engine = WorkerPool(
-                engine_config, workers=rtp.media_workers, on_event=self._on_media_event
+                engine_config,
+                workers=rtp.media_workers,
+                on_event=self._on_media_event,
+                priority=rtp.media_priority,
             )
         else:
             self.engine = MediaEngine(engine_config, on_event=self._on_media_event)
@@ -355,6 +358,29 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_THRESHOLD, 20, 20)
+    if _report_gc_pause not in gc.callbacks:
+        gc.callbacks.append(_report_gc_pause)
+
+
+# A collection this long stalls every call's signalling timers: worth a warning.
+GC_PAUSE_WARNING = 0.1
+_gc_started = 0.0
+
+
+def _report_gc_pause(phase: str, info: dict[str, int]) -> None:
+    """Log a collection that held the process for over :data:`GC_PAUSE_WARNING`."""
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+        return
+    took = time.perf_counter() - _gc_started
+    if took >= GC_PAUSE_WARNING:
+        logger.warning(
+            "garbage collection of generation %d took %.0f ms (%d objects freed)",
+            info["generation"],
+            took * 1000.0,
+            info["collected"],
+        )
 
 
 async def serve(config: Config) -> None:

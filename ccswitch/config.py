@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from ccswitch import __version__
+from media.commands import PRIORITIES
 from switch.dialplan import (
     FROM_VALUES,
     NUMBER_FORMATS,
@@ -202,12 +203,15 @@ class RtpConfig:
     """``[rtp]``: the inclusive UDP port range for RTP and RTCP (RFC 3550 section 11).
 
     ``media_workers`` media engine processes share the range (0: the engine runs in
-    the signalling process); by default one per core.
+    the signalling process); by default one per core.  ``media_priority`` is how
+    they ask to be scheduled, one of :data:`media.commands.PRIORITIES` (``realtime``
+    by default, falling back when the switch may not).
     """
 
     port_low: int
     port_high: int
     media_workers: int = MEDIA_WORKERS_DEFAULT
+    media_priority: str = "realtime"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -812,6 +816,15 @@ def _optional_text(text: str) -> str | None:
     return None if text == "" else _plain_text(text)
 
 
+def _media_priority(text: str) -> str:
+    if text not in PRIORITIES:
+        raise _Invalid(
+            f"{_show(text)} is not a media priority "
+            f"(expected one of {', '.join(PRIORITIES)})"
+        )
+    return text
+
+
 def _log_level(text: str) -> str:
     level = text.upper()
     if level not in LOG_LEVELS:
@@ -1261,6 +1274,12 @@ SECTIONS: tuple[Section, ...] = (
                 kind=Kind.INTEGER,
                 default=MEDIA_WORKERS_DEFAULT,
                 convert=_integer_between(0, MEDIA_WORKERS_MAX),
+            ),
+            Key(
+                name="media_priority",
+                kind=Kind.STRING,
+                default="realtime",
+                convert=_media_priority,
             ),
         ),
     ),

@@ -5,6 +5,13 @@ logs and callbacks join later as new migrations. The schema is versioned with SQ
 ``user_version`` and upgraded step by step at start-up, so an old database file is
 never silently misread. WAL mode keeps writers from blocking readers (the CLI can read
 live statistics and CDRs while the switch writes).
+
+Every statement runs as ``async with db.execute(...)``, writes too, so that its cursor
+is closed in aiosqlite's database thread. A cursor merely dropped is freed later in
+the event loop's thread, and freeing resets the statement it last ran; SQLite's cache
+may meanwhile have handed that very statement to the next write of the same SQL, which
+then fails with ``InterfaceError: bad parameter or other API misuse``. Under load
+(IVR steps and CDRs written back to back) that lost about one batch in 1500 calls.
 """
 
 from __future__ import annotations
@@ -205,8 +212,10 @@ class Store:
     async def open(self) -> None:
         try:
             self._db = await aiosqlite.connect(self.path)
-            await self._db.execute("PRAGMA journal_mode=WAL")
-            await self._db.execute("PRAGMA synchronous=NORMAL")
+            async with self._db.execute("PRAGMA journal_mode=WAL"):
+                pass  # closes the cursor in the database thread (module docstring)
+            async with self._db.execute("PRAGMA synchronous=NORMAL"):
+                pass  # closes the cursor in the database thread (module docstring)
             await self._migrate()
         except aiosqlite.DatabaseError as exc:
             await self.close()
@@ -237,8 +246,10 @@ class Store:
                 f"({len(MIGRATIONS)})"
             )
         for step in range(version, len(MIGRATIONS)):
-            await self.db.executescript(MIGRATIONS[step])
-            await self.db.execute(f"PRAGMA user_version = {step + 1}")
+            async with self.db.executescript(MIGRATIONS[step]):
+                pass  # closes the cursor in the database thread (module docstring)
+            async with self.db.execute(f"PRAGMA user_version = {step + 1}"):
+                pass  # closes the cursor in the database thread (module docstring)
             await self.db.commit()
             logger.info("store schema upgraded to version %d", step + 1)
 
@@ -270,7 +281,7 @@ class Store:
         return bindings
 
     async def save_binding(self, binding: Binding) -> None:
-        await self.db.execute(
+        async with self.db.execute(
             "INSERT OR REPLACE INTO bindings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 binding.user,
@@ -284,13 +295,15 @@ class Store:
                 binding.registered_at,
                 int(binding.reachable),
             ),
-        )
+        ):
+            pass  # closes the cursor in the database thread (module docstring)
         await self.db.commit()
 
     async def delete_binding(self, user: str, contact: str) -> None:
-        await self.db.execute(
+        async with self.db.execute(
             "DELETE FROM bindings WHERE user = ? AND contact = ?", (user, contact)
-        )
+        ):
+            pass  # closes the cursor in the database thread (module docstring)
         await self.db.commit()
 
     # -- call detail records (switch.cdr.CdrStore) ----------------------------------
@@ -299,10 +312,12 @@ class Store:
         self, calls: Sequence[CallRecord], legs: Sequence[LegRecord]
     ) -> None:
         """Insert or complete CDR rows, all in one transaction."""
-        await self.db.executemany(
+        async with self.db.executemany(
             _CALL_UPSERT, [_row(call, CALL_COLUMNS) for call in calls]
-        )
-        await self.db.executemany(_LEG_UPSERT, [_row(leg, LEG_COLUMNS) for leg in legs])
+        ):
+            pass  # closes the cursor in the database thread (module docstring)
+        async with self.db.executemany(_LEG_UPSERT, [_row(leg, LEG_COLUMNS) for leg in legs]):
+            pass  # closes the cursor in the database thread (module docstring)
         await self.db.commit()
 
     async def recent_calls(self, limit: int = 20) -> list[CallRecord]:
@@ -344,10 +359,11 @@ class Store:
 
     async def save_ivr_steps(self, steps: Sequence[IvrStep]) -> None:
         """Store one call's IVR steps (a repeated step replaces the stored one)."""
-        await self.db.executemany(
+        async with self.db.executemany(
             "INSERT OR REPLACE INTO ivr_steps VALUES (?, ?, ?, ?, ?, ?, ?)",
             [(s.call_id, s.seq, s.at, s.flow, s.node, s.kind, s.detail) for s in steps],
-        )
+        ):
+            pass  # closes the cursor in the database thread (module docstring)
         await self.db.commit()
 
     async def ivr_steps(self, call_id: str) -> list[IvrStep]:

@@ -29,6 +29,9 @@ PT_PCMA = 8
 PT_CN = 13
 # RFC 4733 uses a dynamic payload type; 101 is the de facto default in SDP offers.
 PT_TELEPHONE_EVENT_DEFAULT = 101
+#: How media worker processes may ask to be scheduled (see :mod:`media.workers`);
+#: here so that a configuration can be checked without importing the engine.
+PRIORITIES = ("realtime", "high", "normal")
 
 
 class Codec(enum.Enum):

@@ -513,6 +513,12 @@ ERRORS = [
         id="log-level",
     ),
     pytest.param(
+        MINIMAL + '[rtp]\nmedia_priority = "urgent"\n',
+        't.toml: rtp.media_priority: "urgent" is not a media priority '
+        "(expected one of realtime, high, normal)",
+        id="media-priority",
+    ),
+    pytest.param(
         MINIMAL + '[store]\npath = ""\n',
         "t.toml: store.path: must not be empty",
         id="empty-store-path",
@@ -1364,6 +1370,13 @@ def test_media_workers_need_a_port_pair_each() -> None:
         media_workers=2,
     )
     assert two.rtp.media_workers == 2
+
+
+def test_media_priority_defaults_to_realtime_and_takes_the_others() -> None:
+    assert parse(MINIMAL).rtp.media_priority == "realtime"
+    for name in ("high", "normal"):
+        config = parse(MINIMAL + f'[rtp]\nmedia_priority = "{name}"\n')
+        assert config.rtp.media_priority == name
 
 
 # --- names that must exist: queues, flows, destinations, music ------------------------

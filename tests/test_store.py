@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from ccswitch.store import MIGRATIONS, Store, StoreError
+from ivr.record import IvrStep
+from switch.cdr import CallRecord, LegRecord
 from switch.registrar import Binding
 
 
@@ -67,3 +70,43 @@ async def test_not_a_database_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StoreError):
         await store.open()
     await store.close()
+
+
+async def test_writes_side_by_side_lose_nothing(tmp_path: Path) -> None:
+    """Many calls' IVR steps and CDRs written at once, as under a busy hour: a cursor
+    dropped in the loop's thread used to reset the statement the next write of the
+    same SQL had just been given (``InterfaceError``, a few batches in a thousand)."""
+    store = Store(tmp_path / "s.db")
+    await store.open()
+    calls = 400
+    try:
+        writes = []
+        for n in range(calls):
+            call_id = f"C{n}"
+            steps = [
+                IvrStep(
+                    call_id=call_id,
+                    seq=seq,
+                    at=float(seq),
+                    flow="demo",
+                    node=f"node{seq}",
+                    kind="node",
+                    detail="x" * 40,
+                )
+                for seq in range(1, 7)
+            ]
+            writes.append(store.save_ivr_steps(steps))
+            writes.append(
+                store.save_cdrs(
+                    [CallRecord(call_id=call_id, started_at=float(n))],
+                    [LegRecord(call_id=call_id, leg_id=f"L{n}", role="inbound")],
+                )
+            )
+        outcomes = await asyncio.gather(*writes, return_exceptions=True)
+        assert [o for o in outcomes if o is not None] == []
+        async with store.db.execute("SELECT count(*) FROM ivr_steps") as cursor:
+            assert await cursor.fetchone() == (6 * calls,)
+        async with store.db.execute("SELECT count(*) FROM calls") as cursor:
+            assert await cursor.fetchone() == (calls,)
+    finally:
+        await store.close()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bench.busy_hour.run import Load, Run
+from media.commands import PRIORITIES
 
 REPO: Final = Path(__file__).resolve().parents[2]
 RESULTS: Final = REPO / "bench" / "results"
@@ -87,6 +88,7 @@ def ceiling(args: argparse.Namespace, log: Any) -> dict[str, Any]:
             media_workers=args.media_workers,
             drain=False,
             shed=args.shed == "default",
+            media_priority=args.media_priority,
         )
         log(f"ceiling trial: {calls} calls, {operators} operators, {rate}/s")
         report = Run(load, log=log).execute()
@@ -153,6 +155,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         default="default",
         help="the switch's overload shedding (503): its defaults, or off",
     )
+    add(
+        "--media-priority",
+        choices=PRIORITIES,
+        default="realtime",
+        help="the switch's [rtp] media_priority (the forwarder gets the same)",
+    )
     add("--forwarder-seconds", type=float, default=30.0, help="0: no side-by-side")
     add("--ceiling", action="store_true", help="also search the largest passing load")
     add("--ceiling-only", action="store_true", help="only the ceiling search")
@@ -198,12 +206,17 @@ def main(argv: list[str] | None = None) -> int:
             jitter_buffer_ms=args.jitter_buffer,
             per_process=args.per_process,
             shed=args.shed == "default",
+            media_priority=args.media_priority,
         )
         report = Run(load, keep=args.keep, log=log).execute()
         if args.forwarder_seconds > 0 and report["legs_peak"]:
             from bench.busy_hour.sidebyside import forwarder_run
 
-            side = forwarder_run(report["legs_peak"], seconds=args.forwarder_seconds)
+            side = forwarder_run(
+                report["legs_peak"],
+                seconds=args.forwarder_seconds,
+                priority=args.media_priority,
+            )
             # the forwarder carries the peak all the time: compare with the peak
             cores = report["cpu_cores_at_peak"] or report["cpu_cores"] or 0.0
             side["ccswitch_cpu_cores_at_peak"] = cores

@@ -86,6 +86,7 @@ class RunConfig:
     menu_timeout: float
     recording: bool = True
     shed: bool = True  # False: the switch's overload tests off (shed_* = 0)
+    media_priority: str = "realtime"  # [rtp] media_priority
 
 
 def agent_names(operators: int) -> list[str]:
@@ -109,6 +110,7 @@ def _text(run: RunConfig) -> str:
         "[rtp]",
         f'ports = "{run.rtp_low}-{run.rtp_high}"',
         f"media_workers = {run.media_workers}",
+        f'media_priority = "{run.media_priority}"',
         "[store]",
         f'path = "{work / "ccswitch.db"}"',
         "[log]",

@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 from typing import Final
 
+from media.commands import PRIORITIES
+from media.workers import raise_priority
+
 LOOPBACK: Final = "127.0.0.1"
 RECEIVE_BUFFER: Final = 1 << 20
 
@@ -35,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ports", required=True, help="JSON port lists written here")
     parser.add_argument("--result", required=True)
     parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--priority", choices=PRIORITIES, default="realtime")
     args = parser.parse_args(argv)
+    raise_priority(args.priority)  # what the switch's media workers ask for
 
     sockets: list[socket.socket] = []
     for _ in range(2 * args.pairs):

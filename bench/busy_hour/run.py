@@ -56,6 +56,7 @@ class Load:
     patience: float = 0.0  # 0: derived from the expected wait
     drain: bool = True  # False: stop everything when offering stops (ceiling trials)
     shed: bool = True  # False: the switch's overload shedding turned off
+    media_priority: str = "realtime"  # the switch's [rtp] media_priority
 
     def expected_wait(self) -> float:
         """Seconds a caller waits at full load: callers ahead / agents' throughput."""
@@ -203,6 +204,7 @@ class Run:
             announce_interval=load.announce_interval,
             menu_timeout=load.menu_timeout,
             shed=load.shed,
+            media_priority=load.media_priority,
         )
         path, notes = config.write(run)
         self.notes += notes

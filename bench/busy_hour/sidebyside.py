@@ -46,9 +46,12 @@ def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> Non
 
 
 def forwarder_run(
-    legs: int, *, seconds: float = 30.0, warmup: float = 5.0
+    legs: int, *, seconds: float = 30.0, warmup: float = 5.0, priority: str = "realtime"
 ) -> dict[str, Any]:
-    """Relay ``legs`` legs (``legs // 2`` pairs) for ``seconds``; the figures."""
+    """Relay ``legs`` legs (``legs // 2`` pairs) for ``seconds``; the figures.
+
+    The forwarder asks for the ``priority`` the switch's media workers had, so that
+    both meet the same competition for the cores."""
     pairs = max(1, legs // 2)
     with tempfile.TemporaryDirectory(prefix="bench-busy-hour-fwd-") as name:
         work = Path(name)
@@ -66,6 +69,8 @@ def forwarder_run(
                 str(work / "forwarder.json"),
                 "--max-seconds",
                 str(seconds + 120),
+                "--priority",
+                priority,
             ],
             work / "forwarder.out",
         )

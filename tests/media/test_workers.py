@@ -7,8 +7,12 @@ timing.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +38,7 @@ from media.rtp import RtpPacket
 from media.workers import WorkerPool, split_ports
 
 PORT_MIN, PORT_MAX = 47600, 47699
+ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 
 
@@ -218,3 +223,62 @@ async def test_oneway_commands_keep_their_order_and_their_errors_are_logged(
         workers.execute(SetRemote(endpoint_id=unknown, host=HOST, port=40002))
         workers.execute(GetStats(endpoint_id=created.endpoint_id))  # after it
     assert any("SetRemote failed" in r.getMessage() for r in caplog.records)
+
+
+def _granted_in_child(wanted: str, *, as_nobody: bool) -> tuple[str, int, int]:
+    """``raise_priority(wanted)`` in a fresh interpreter: (granted, policy, nice)."""
+    code = (
+        "import os, sys\n"
+        "from media.workers import raise_priority\n"
+        "if sys.argv[2] == '1':  # after the imports: the interpreter may be root's\n"
+        "    os.setgroups([]); os.setgid(65534); os.setuid(65534)\n"
+        "granted = raise_priority(sys.argv[1])\n"
+        "print(granted, os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, wanted, "1" if as_nobody else "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        cwd=ROOT,
+    )
+    granted, policy, nice = done.stdout.split()
+    return granted, int(policy), int(nice)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to grant and to drop")
+def test_worker_priority_is_granted_or_falls_back_step_by_step() -> None:
+    assert _granted_in_child("realtime", as_nobody=False) == ("realtime", os.SCHED_RR, 0)
+    assert _granted_in_child("high", as_nobody=False) == ("high", os.SCHED_OTHER, -10)
+    assert _granted_in_child("normal", as_nobody=False) == ("normal", os.SCHED_OTHER, 0)
+    # an ordinary user may neither go real time nor lower its niceness: it still runs
+    assert _granted_in_child("realtime", as_nobody=True) == (
+        "normal",
+        os.SCHED_OTHER,
+        0,
+    )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="real-time scheduling needs root")
+async def test_pool_workers_run_at_the_priority_asked_for() -> None:
+    for priority, policy in (("realtime", os.SCHED_RR), ("normal", os.SCHED_OTHER)):
+        workers = WorkerPool(
+            EngineConfig(host=HOST, port_min=PORT_MIN, port_max=PORT_MAX),
+            workers=2,
+            on_event=lambda event: None,
+            priority=priority,
+        )
+        try:
+            workers.execute(CreateEndpoint())  # a round trip: the worker is up
+            pids = [process.pid for process in workers._processes]
+            assert [os.sched_getscheduler(pid) for pid in pids] == [policy, policy]
+        finally:
+            workers.close()
+    with pytest.raises(ValueError, match="priority"):
+        WorkerPool(
+            EngineConfig(host=HOST, port_min=PORT_MIN, port_max=PORT_MAX),
+            workers=1,
+            on_event=lambda event: None,
+            priority="urgent",
+        )
