@@ -364,21 +364,25 @@ def tune_gc() -> None:
 
 # A collection this long stalls every call's signalling timers: worth a warning.
 GC_PAUSE_WARNING = 0.1
-_gc_started = 0.0
+_gc_started = (0.0, 0.0)
 
 
 def _report_gc_pause(phase: str, info: dict[str, int]) -> None:
-    """Log a collection that held the process for over :data:`GC_PAUSE_WARNING`."""
+    """Log a collection that held the process for over :data:`GC_PAUSE_WARNING`,
+    with the CPU it used: far less than the pause means the process was waiting for
+    a core, not collecting."""
     global _gc_started
     if phase == "start":
-        _gc_started = time.perf_counter()
+        _gc_started = (time.perf_counter(), time.thread_time())
         return
-    took = time.perf_counter() - _gc_started
+    took = time.perf_counter() - _gc_started[0]
     if took >= GC_PAUSE_WARNING:
         logger.warning(
-            "garbage collection of generation %d took %.0f ms (%d objects freed)",
+            "garbage collection of generation %d took %.0f ms, %.0f ms of CPU "
+            "(%d objects freed)",
             info["generation"],
             took * 1000.0,
+            (time.thread_time() - _gc_started[1]) * 1000.0,
             info["collected"],
         )
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -514,23 +515,39 @@ class Call:
         self.stack.respond(invite, response)
         t1 = self.stack.layer.timers.t1
         give_up = time.monotonic() + ACK_WAIT_T1_MULTIPLE * t1
+        self.call_later(
+            t1, functools.partial(self._retransmit_reliable, response, give_up, t1 * 2)
+        )
 
-        def retransmit(interval: float) -> None:
-            if leg.unacked is not response or self.ended or leg.ended:
-                return
-            if time.monotonic() + interval >= give_up:
-                leg.log.warning("no PRACK for our %d: ending the call", response.status)
-                leg.unacked = None
-                self.end(
-                    hangup_by="switch",
-                    status=STATUS_PRACK_TIMEOUT,
-                    cause=CAUSE_RECOVERY_ON_TIMER_EXPIRY,
-                )
-                return
-            self.stack.respond(invite, response)
-            self.call_later(interval, lambda: retransmit(interval * 2))
+    def _retransmit_reliable(
+        self, response: Response, give_up: float, interval: float
+    ) -> None:
+        """Timer of :meth:`_send_reliable`: send the 18x again, or give up.
 
-        self.call_later(t1, lambda: retransmit(t1 * 2))
+        A method with its state in arguments, not a closure that schedules itself: a
+        function whose closure holds itself is a reference cycle, and it would keep the
+        whole call (legs, dialogs, SDP) alive until the garbage collector's next pass.
+        """
+        leg = self.inbound
+        if leg.unacked is not response or self.ended or leg.ended:
+            return
+        if time.monotonic() + interval >= give_up:
+            leg.log.warning("no PRACK for our %d: ending the call", response.status)
+            leg.unacked = None
+            self.end(
+                hangup_by="switch",
+                status=STATUS_PRACK_TIMEOUT,
+                cause=CAUSE_RECOVERY_ON_TIMER_EXPIRY,
+            )
+            return
+        assert leg.invite is not None
+        self.stack.respond(leg.invite, response)
+        self.call_later(
+            interval,
+            functools.partial(
+                self._retransmit_reliable, response, give_up, interval * 2
+            ),
+        )
 
     def on_prack(self, leg: Leg, request: Request) -> Response:
         """A PRACK for our reliable 18x (RFC 3262 section 3): 200, or 481 if none.
@@ -605,21 +622,38 @@ class Call:
             return
         timers = self.stack.layer.timers
         give_up = time.monotonic() + ACK_WAIT_T1_MULTIPLE * timers.t1
-        cseq = invite.cseq.number
+        retransmit = functools.partial(
+            self._retransmit_2xx, leg, invite, response, give_up
+        )
+        self.call_later(
+            timers.t1, functools.partial(retransmit, min(timers.t1 * 2, timers.t2))
+        )
 
-        def retransmit(interval: float) -> None:
-            if self.ended or leg.ended or leg.awaiting_ack != cseq:
-                return
-            if time.monotonic() + interval >= give_up:
-                leg.log.warning("no ACK for our 2xx: ending the call")
-                leg.awaiting_ack = None
-                self.end(hangup_by="switch", cause=CAUSE_RECOVERY_ON_TIMER_EXPIRY)
-                return
-            self.stack.respond(invite, response)
-            next_interval = min(interval * 2, timers.t2)
-            self.call_later(interval, lambda: retransmit(next_interval))
-
-        self.call_later(timers.t1, lambda: retransmit(min(timers.t1 * 2, timers.t2)))
+    def _retransmit_2xx(
+        self,
+        leg: Leg,
+        invite: Request,
+        response: Response,
+        give_up: float,
+        interval: float,
+    ) -> None:
+        """Timer of :meth:`expect_ack` (a method, not a self-scheduling closure: see
+        :meth:`_retransmit_reliable`)."""
+        if self.ended or leg.ended or leg.awaiting_ack != invite.cseq.number:
+            return
+        if time.monotonic() + interval >= give_up:
+            leg.log.warning("no ACK for our 2xx: ending the call")
+            leg.awaiting_ack = None
+            self.end(hangup_by="switch", cause=CAUSE_RECOVERY_ON_TIMER_EXPIRY)
+            return
+        self.stack.respond(invite, response)
+        next_interval = min(interval * 2, self.stack.layer.timers.t2)
+        self.call_later(
+            interval,
+            functools.partial(
+                self._retransmit_2xx, leg, invite, response, give_up, next_interval
+            ),
+        )
 
     def on_ack(self, leg: Leg, request: Request) -> None:
         """An ACK for one of our 2xx (RFC 3261 13.3.1.4), perhaps with the answer."""

@@ -47,4 +47,5 @@ def test_tune_gc_sets_thresholds_freezes_and_logs_long_pauses() -> None:
     # follow from the interpreter's own pass at exit
     assert warnings, done.stderr
     assert warnings[0].startswith("WARNING garbage collection of generation 2 took ")
+    assert " ms of CPU " in warnings[0]
     assert "(200 objects freed)" in warnings[0]
