@@ -164,6 +164,23 @@ class Services:
     clock: Callable[[], float] = time.time
 
 
+# The method that carries out each node type, by name: a table of bound methods kept on
+# the runner would be a reference cycle (runner -> dict -> method -> runner) holding the
+# whole call until the garbage collector's next pass.
+_HANDLERS: dict[NodeType, str] = {
+    NodeType.PLAY: "_node_play",
+    NodeType.MENU: "_node_menu",
+    NodeType.COLLECT: "_node_collect",
+    NodeType.SET: "_node_set",
+    NodeType.BRANCH: "_node_branch",
+    NodeType.HTTP: "_node_http",
+    NodeType.LANGUAGE: "_node_language",
+    NodeType.QUEUE: "_node_queue",
+    NodeType.TRANSFER: "_node_transfer",
+    NodeType.HANGUP: "_node_hangup",
+}
+
+
 class FlowRunner:
     """Runs ``flow`` for one call; see the module doc.
 
@@ -192,18 +209,6 @@ class FlowRunner:
         self.path: list[str] = []
         #: Why the caller left, set by the node that handed the call on.
         self._exit: tuple[ExitReason, str] = (ExitReason.HANGUP, "")
-        self._handlers: dict[NodeType, Callable[[Any], Awaitable[str | None]]] = {
-            NodeType.PLAY: self._node_play,
-            NodeType.MENU: self._node_menu,
-            NodeType.COLLECT: self._node_collect,
-            NodeType.SET: self._node_set,
-            NodeType.BRANCH: self._node_branch,
-            NodeType.HTTP: self._node_http,
-            NodeType.LANGUAGE: self._node_language,
-            NodeType.QUEUE: self._node_queue,
-            NodeType.TRANSFER: self._node_transfer,
-            NodeType.HANGUP: self._node_hangup,
-        }
 
     @property
     def language(self) -> str:
@@ -232,7 +237,10 @@ class FlowRunner:
                 self.path.append(node_name)
                 self._publish(IvrNodeEntered, node=node.name, node_type=node.type.value)
                 self.log.debug("ivr %s: node %s", self.flow.name, node.name)
-                node_name = await self._handlers[node.type](node)
+                handler: Callable[[Any], Awaitable[str | None]] = getattr(
+                    self, _HANDLERS[node.type]
+                )
+                node_name = await handler(node)
             else:
                 reason, target = self._exit
         except Hangup:

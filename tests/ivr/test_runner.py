@@ -341,3 +341,11 @@ async def test_opening_hours_are_in_the_configured_time_zone(demo: Flow) -> None
     )
     assert "menu" in moscow.path
     assert london.path[-2:] == ["closed", "goodbye"]
+
+
+def test_every_node_type_has_its_handler_method() -> None:
+    from ivr.flow import NodeType
+    from ivr.runner import _HANDLERS, FlowRunner
+
+    assert set(_HANDLERS) == set(NodeType)
+    assert all(callable(getattr(FlowRunner, name)) for name in _HANDLERS.values())
