@@ -83,7 +83,10 @@ def test_other_workers_reports_do_not_make_a_run() -> None:
     ("report", "why"),
     [
         (lambda g, t: g.on_load(load(skipped=5), t), "5 late clock ticks/s"),
-        (lambda g, t: g.on_lag(0.8, t), "signalling loop 800 ms late"),
+        (
+            lambda g, t: (g.on_lag(0.6, t - 0.7), g.on_lag(0.8, t)),
+            "signalling loop 800 ms late",
+        ),
     ],
 )
 def test_a_stall_sheds_at_once_for_the_hold_time(report, why: str) -> None:  # type: ignore[no-untyped-def]
@@ -94,6 +97,17 @@ def test_a_stall_sheds_at_once_for_the_hold_time(report, why: str) -> None:  # t
     assert guard.reason(12.9) is not None
     assert guard.reason(13.1) is None
     assert (guard.shed_calls, guard.episodes) == (2, 1)
+
+
+def test_one_pause_of_the_loop_sheds_nothing_a_late_loop_twice_in_a_row_does() -> None:
+    guard = OverloadGuard(hold=3.0)
+    guard.on_lag(0.7, now=10.0)  # a collection, say: over when it is measured
+    guard.on_lag(0.0, now=10.1)
+    guard.on_lag(0.9, now=11.0)
+    assert guard.reason(11.1) is None
+    guard.on_lag(0.6, now=11.7)
+    reason = guard.reason(11.8)
+    assert reason is not None and "signalling loop 600 ms late" in reason
 
 
 def test_sustained_overload_keeps_shedding_and_zero_turns_a_test_off() -> None:
@@ -114,6 +128,8 @@ async def test_loop_lag_watch_reports_a_blocked_loop() -> None:
     try:
         await asyncio.sleep(0.03)
         time.sleep(0.1)  # the loop is stuck: the watch's timer fires late
+        await asyncio.sleep(0)  # the watch takes that sample and sets its next timer
+        time.sleep(0.1)  # stuck again: the next sample is late too
         await asyncio.sleep(0.03)
     finally:
         task.cancel()
