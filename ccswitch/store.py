@@ -316,7 +316,9 @@ class Store:
             _CALL_UPSERT, [_row(call, CALL_COLUMNS) for call in calls]
         ):
             pass  # closes the cursor in the database thread (module docstring)
-        async with self.db.executemany(_LEG_UPSERT, [_row(leg, LEG_COLUMNS) for leg in legs]):
+        async with self.db.executemany(
+            _LEG_UPSERT, [_row(leg, LEG_COLUMNS) for leg in legs]
+        ):
             pass  # closes the cursor in the database thread (module docstring)
         await self.db.commit()
 

@@ -42,7 +42,9 @@ def test_tune_gc_sets_thresholds_freezes_and_logs_long_pauses() -> None:
         cwd=ROOT,
     )
     assert done.stdout.split() == ["threshold", "20000", "frozen", "True"]
-    warnings = [line for line in done.stderr.splitlines() if "garbage collection" in line]
+    warnings = [
+        line for line in done.stderr.splitlines() if "garbage collection" in line
+    ]
     # the first is the forced pass (the short one before it logged nothing); more may
     # follow from the interpreter's own pass at exit
     assert warnings, done.stderr

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -69,6 +70,7 @@ def ceiling(args: argparse.Namespace, log: Any) -> dict[str, Any]:
     deadline = time.monotonic() + args.budget
     trials: list[dict[str, Any]] = []
     low, high = 0, args.ceiling_max
+    failed_once = False  # until a trial fails, the load doubles instead of bisecting
     calls = args.ceiling_start
     best: dict[str, Any] | None = None
     for _ in range(args.ceiling_trials):
@@ -108,17 +110,18 @@ def ceiling(args: argparse.Namespace, log: Any) -> dict[str, Any]:
         log(json.dumps(trial))
         if passed:
             low, best = calls, trial
+            if calls >= args.ceiling_max:
+                break
         else:
-            high = calls
+            high, failed_once = calls, True
         if high - low <= max(50, 0.08 * high):
             break
-        calls = (low + high) // 2 if high < args.ceiling_max else calls * 2
-        calls = min(calls, args.ceiling_max)
+        calls = (low + high) // 2 if failed_once else min(calls * 2, args.ceiling_max)
     return {
         "max_calls_passing": low,
         "legs_peak_passing": best["legs_peak"] if best else 0,
         "cps_passing": best["cps"] if best else None,
-        "first_failure_calls": high if high < args.ceiling_max else None,
+        "first_failure_calls": high if failed_once else None,
         "trials": trials,
     }
 
@@ -175,8 +178,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM ends the bench like Ctrl-C: every run's ``finally`` stops its processes
+    (the default action would kill only this one and leave the switch and SIPp)."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)

@@ -28,7 +28,7 @@ import psutil  # type: ignore[import-untyped]
 
 from bench.busy_hour import config, peers, records
 from bench.busy_hour.monitor import TreeMonitor
-from tests.harness import SwitchProcess
+from tests.harness import SwitchProcess, release
 from tests.sipp.calls import free_block
 
 REPO: Final = Path(__file__).resolve().parents[2]
@@ -87,6 +87,7 @@ class Run:
         self.callers: peers.Sipp | None = None
         self.monitor: TreeMonitor | None = None
         self.notes: list[str] = []
+        self._blocks: list[int] = []  # first ports of the blocks this run reserved
 
     # -- processes
 
@@ -184,6 +185,8 @@ class Run:
         finally:
             self.stop()
             self.cleanup()
+            for start in self._blocks:  # every process is stopped: the ports are free
+                release(start)
 
     def _execute(self) -> dict[str, Any]:
         load = self.load
@@ -191,6 +194,7 @@ class Run:
         size = min(MAX_RTP_PORTS, max(400, -(-4 * legs // 200) * 200))
         rtp = free_block(size, udp_only=True)
         sip_port, trunk_port, gen_port = free_block(1), free_block(1), free_block(4)
+        self._blocks = [rtp, sip_port, trunk_port, gen_port]
         run = config.RunConfig(
             workdir=self.workdir,
             sip_port=sip_port,

@@ -249,7 +249,11 @@ def _granted_in_child(wanted: str, *, as_nobody: bool) -> tuple[str, int, int]:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to grant and to drop")
 def test_worker_priority_is_granted_or_falls_back_step_by_step() -> None:
-    assert _granted_in_child("realtime", as_nobody=False) == ("realtime", os.SCHED_RR, 0)
+    assert _granted_in_child("realtime", as_nobody=False) == (
+        "realtime",
+        os.SCHED_RR,
+        0,
+    )
     assert _granted_in_child("high", as_nobody=False) == ("high", os.SCHED_OTHER, -10)
     assert _granted_in_child("normal", as_nobody=False) == ("normal", os.SCHED_OTHER, 0)
     # an ordinary user may neither go real time nor lower its niceness: it still runs
