@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -48,7 +47,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
-import psutil
+import psutil  # type: ignore[import-untyped]
+
+from bench.b2bua import stop_process
 
 REPO: Final = Path(__file__).resolve().parents[1]
 RESULTS: Final = Path(__file__).resolve().parent / "results" / "register.json"
@@ -98,18 +99,6 @@ def free_port() -> int:
             continue
         return port
     raise RuntimeError("no free port found")
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM by PID, then SIGKILL to its own process group; returns the exit code."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    return proc.returncode
 
 
 def options_answered(port: int, timeout: float) -> bool:

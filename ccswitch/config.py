@@ -37,7 +37,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from importlib import resources
@@ -816,13 +816,20 @@ def _optional_text(text: str) -> str | None:
     return None if text == "" else _plain_text(text)
 
 
-def _media_priority(text: str) -> str:
-    if text not in PRIORITIES:
-        raise _Invalid(
-            f"{_show(text)} is not a media priority "
-            f"(expected one of {', '.join(PRIORITIES)})"
-        )
-    return text
+def _one_of(noun: str, choices: Sequence[str]) -> Callable[[str], str]:
+    """A converter that takes one of ``choices`` as written and refuses the rest."""
+
+    def convert(text: str) -> str:
+        if text not in choices:
+            raise _Invalid(
+                f"{_show(text)} is not {noun} (expected one of {', '.join(choices)})"
+            )
+        return text
+
+    return convert
+
+
+_media_priority = _one_of("a media priority", PRIORITIES)
 
 
 def _log_level(text: str) -> str:
@@ -922,22 +929,10 @@ def _digits(text: str) -> str:
     return text
 
 
-def _ringback(text: str) -> str:
-    if text not in RINGBACK_MODES:
-        raise _Invalid(
-            f"{_show(text)} is not a ringback mode (expected one of "
-            f"{', '.join(RINGBACK_MODES)})"
-        )
-    return text
+_ringback = _one_of("a ringback mode", RINGBACK_MODES)
 
 
-def _number_format(text: str) -> str:
-    if text not in NUMBER_FORMATS:
-        raise _Invalid(
-            f"{_show(text)} is not a number format (expected one of "
-            f"{', '.join(NUMBER_FORMATS)})"
-        )
-    return text
+_number_format = _one_of("a number format", NUMBER_FORMATS)
 
 
 def _pattern(text: str) -> str:

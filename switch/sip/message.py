@@ -528,16 +528,10 @@ class Headers:
 
     def set(self, name: str, value: str) -> None:
         """Replace every line named ``name`` by one line, where the first one was."""
-        self.add(name, value)
+        index = self.replace_first(name, value)
         lines = self._lines
-        new_line = lines.pop()
-        key = new_line[0]
-        for index, line in enumerate(lines):
-            if line[0] == key:
-                rest = [other for other in lines[index + 1 :] if other[0] != key]
-                lines[index:] = [new_line, *rest]
-                return
-        lines.append(new_line)
+        key = lines[index][0]
+        lines[index + 1 :] = [line for line in lines[index + 1 :] if line[0] != key]
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a line above all others (a proxy's or UAC's own Via, 8.1.1.7).
@@ -547,8 +541,9 @@ class Headers:
         self.add(name, value)
         self._lines.insert(0, self._lines.pop())
 
-    def replace_first(self, name: str, value: str) -> None:
-        """Replace the value of the first line named ``name``, or append one.
+    def replace_first(self, name: str, value: str) -> int:
+        """Replace the value of the first line named ``name``, or append one; return
+        the index of that line.
 
         :raises LocalProtocolError: as :meth:`add`.
         """
@@ -559,8 +554,9 @@ class Headers:
         for index, line in enumerate(lines):
             if line[0] == key:
                 lines[index] = new_line
-                return
+                return index
         lines.append(new_line)
+        return len(lines) - 1
 
     def remove(self, name: str) -> None:
         """Remove every line named ``name`` (no error if there is none)."""
