@@ -72,6 +72,7 @@ from media.commands import (
     StopRecord,
 )
 from media.engine import EngineConfig, MediaEngine
+from media.priority import raise_priority
 
 logger = logging.getLogger(__name__)
 # TODO: commands with a result (CreateEndpoint, Play, Record, GetStats) are still
@@ -97,20 +98,6 @@ ID_FIELDS = frozenset(
         "near",
     }
 )
-# How a worker asks the scheduler to run it first: it sleeps between 20 ms ticks and
-# must run the moment its timer fires, or every stream it plays goes out late, while
-# signalling can wait a few ms.  FreeSWITCH's packaged service runs it round-robin
-# real-time for the same reason; Asterisk's -p does the same.
-#
-# * ``realtime``: SCHED_RR at :data:`WORKER_RT_PRIORITY` (a worker preempts every
-#   ordinary process the moment it wakes; the kernel's RT throttling still keeps 5 %
-#   of each core for the rest), falling back to ``high`` without CAP_SYS_NICE;
-# * ``high``: niceness :data:`WORKER_NICE`, a larger share when the cores are full
-#   but no preemption (measured in bench/busy_hour: played jitter p99 25 ms at 1200
-#   legs on two full cores, against 2 ms with ``realtime``);
-# * ``normal``: the switch's own priority.
-WORKER_RT_PRIORITY = 10
-WORKER_NICE = -10
 # How long a worker may take to start (imports numpy, binds nothing yet) and to stop.
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
@@ -443,30 +430,15 @@ def _worker_main(fd: int, index: int, priority: str = "realtime") -> None:
         level=logging.WARNING,
         format=f"%(asctime)s %(levelname)s media-{index}[{os.getpid()}] %(message)s",
     )
-    logger.info("media worker %d runs at %s priority", index, raise_priority(priority))
+    granted = raise_priority(priority)
+    if granted != priority:  # said where the operator looks: the switch's own log
+        logger.warning(
+            "media worker %d asked for %s priority, runs at %s (no CAP_SYS_NICE?)",
+            index,
+            priority,
+            granted,
+        )
     uvloop.run(_serve(pipe, config))
-
-
-def raise_priority(wanted: str) -> str:
-    """Ask for ``wanted`` (one of :data:`PRIORITIES`); return what was granted.
-
-    Without CAP_SYS_NICE (or an RLIMIT_RTPRIO) each step falls back to the next, so a
-    switch run by an ordinary user still starts, at its own priority.
-    """
-    if wanted == "realtime":
-        try:
-            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(WORKER_RT_PRIORITY))
-        except OSError:
-            wanted = "high"
-        else:
-            return "realtime"
-    if wanted == "high":
-        try:
-            os.setpriority(os.PRIO_PROCESS, 0, WORKER_NICE)
-        except OSError:
-            return "normal"
-        return "high"
-    return "normal"
 
 
 async def _serve(

@@ -128,8 +128,12 @@ async def test_loop_lag_watch_reports_a_blocked_loop() -> None:
     try:
         await asyncio.sleep(0.03)
         time.sleep(0.1)  # the loop is stuck: the watch's timer fires late
-        await asyncio.sleep(0)  # the watch takes that sample and sets its next timer
-        time.sleep(0.1)  # stuck again: the next sample is late too
+        for _ in range(1000):  # until the watch has taken that late sample
+            if guard._late_loop:
+                break
+            await asyncio.sleep(0.001)
+        assert guard.reason(time.monotonic()) is None  # one late sample sheds nothing
+        time.sleep(0.1)  # stuck again: its next sample is late too
         await asyncio.sleep(0.03)
     finally:
         task.cancel()

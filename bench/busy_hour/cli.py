@@ -114,7 +114,7 @@ def ceiling(args: argparse.Namespace, log: Any) -> dict[str, Any]:
                 break
         else:
             high, failed_once = calls, True
-        if high - low <= max(50, 0.08 * high):
+        if failed_once and high - low <= max(50, 0.08 * high):
             break
         calls = (low + high) // 2 if failed_once else min(calls * 2, args.ceiling_max)
     return {

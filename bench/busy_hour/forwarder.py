@@ -24,8 +24,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from media.commands import PRIORITIES
-from media.workers import raise_priority
+from media.priority import PRIORITIES, raise_priority
 
 LOOPBACK: Final = "127.0.0.1"
 RECEIVE_BUFFER: Final = 1 << 20

@@ -179,22 +179,33 @@ class Run:
 
     # -- the run
 
+    def _reserve(self, size: int, *, udp_only: bool = False) -> int:
+        """A free block of ports, remembered so that the run's end releases it."""
+        start = free_block(size, udp_only=udp_only)
+        self._blocks.append(start)
+        return start
+
     def execute(self) -> dict[str, Any]:
         try:
             return self._execute()
         finally:
-            self.stop()
-            self.cleanup()
-            for start in self._blocks:  # every process is stopped: the ports are free
-                release(start)
+            try:
+                self.stop()
+                self.cleanup()
+            finally:
+                for start in self._blocks:  # every process is stopped: ports are free
+                    release(start)
 
     def _execute(self) -> dict[str, Any]:
         load = self.load
         legs = load.calls + load.operators
         size = min(MAX_RTP_PORTS, max(400, -(-4 * legs // 200) * 200))
-        rtp = free_block(size, udp_only=True)
-        sip_port, trunk_port, gen_port = free_block(1), free_block(1), free_block(4)
-        self._blocks = [rtp, sip_port, trunk_port, gen_port]
+        rtp, sip_port, trunk_port, gen_port = (
+            self._reserve(size, udp_only=True),
+            self._reserve(1),
+            self._reserve(1),
+            self._reserve(4),
+        )
         run = config.RunConfig(
             workdir=self.workdir,
             sip_port=sip_port,
