@@ -191,11 +191,13 @@ def spawn(
     workdir: Path,
     log_name: str,
     env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` in its own session, output to ``workdir/log_name``."""
+    """Start ``command`` in its own session (in ``cwd``, by default ``workdir``),
+    output to ``workdir/log_name``."""
     with (workdir / log_name).open("ab") as log:
         return subprocess.Popen(
-            command, cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
+            command, cwd=cwd or workdir, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )  # fmt: skip
 

@@ -396,17 +396,15 @@ class B2bua:
             source[2],
         )
         limits = self.limits
+        busy = None
         if limits.max_calls and len(self.calls) >= limits.max_calls:
             log.warning("%d calls in progress: 503", len(self.calls))
-            response = self._reject(
-                request, source, caller, called, 503, "Too Many Calls"
-            )
-            response.headers.add("Retry-After", str(limits.retry_after))
-            return response
-        overloaded = self.overload and self.overload.reason(time.monotonic())
-        if overloaded:
+            busy = "Too Many Calls"
+        elif overloaded := self.overload and self.overload.reason(time.monotonic()):
             log.warning("overloaded (%s): 503", overloaded)
-            response = self._reject(request, source, caller, called, 503, "Overloaded")
+            busy = "Overloaded"
+        if busy is not None:  # full or overloaded: try again later (RFC 3261 21.5.4)
+            response = self._reject(request, source, caller, called, 503, busy)
             response.headers.add("Retry-After", str(limits.retry_after))
             return response
         try:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from bench.b2bua import stop_process
+from bench.b2bua import spawn, stop_process
 from bench.busy_hour.config import NUMBER, password
 from tests.harness import LOOPBACK, require_tool
 from tests.sipp.calls import free_block
@@ -49,15 +49,7 @@ class Sipp:
 
     def start(self) -> Sipp:
         self.out = self.workdir / f"{self.name}.out"
-        with self.out.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.command,
-                cwd=self.workdir,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.proc = spawn(self.command, self.workdir, self.out.name)
         return self
 
     def signal(self, number: int) -> None:

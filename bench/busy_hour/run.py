@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import psutil  # type: ignore[import-untyped]
 
+from bench.b2bua import spawn
 from bench.busy_hour import config, peers, records
 from bench.busy_hour.monitor import TreeMonitor
 from tests.harness import SwitchProcess, release
@@ -111,15 +112,7 @@ class Run:
             "--jitter-buffer",
             str(load.jitter_buffer_ms),
         ]
-        with (self.workdir / "rtpgen.out").open("wb") as out:
-            self.generator = subprocess.Popen(
-                command,
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.generator = spawn(command, self.workdir, "rtpgen.out", cwd=REPO)
         deadline = time.monotonic() + 30
         while not ready.exists():
             if self.generator.poll() is not None or time.monotonic() > deadline:

@@ -19,22 +19,15 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from bench.b2bua import stop_process
+from bench.b2bua import spawn, stop_process
 from tests.sipp.calls import free_block
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _start(command: list[str], out: Path) -> subprocess.Popen[bytes]:
-    with out.open("wb") as handle:
-        return subprocess.Popen(
-            [sys.executable, "-m", *command],
-            cwd=REPO,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    """``python -m COMMAND`` from the checkout, output to ``out``."""
+    return spawn([sys.executable, "-m", *command], out.parent, out.name, cwd=REPO)
 
 
 def _wait_file(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:

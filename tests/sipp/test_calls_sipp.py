@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import wave
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
@@ -32,6 +32,7 @@ from tests.harness import SippResult, SwitchProcess, run_sipp
 from tests.rtp_peer import PCMA as PT_PCMA
 from tests.rtp_peer import PCMU as PT_PCMU
 from tests.rtp_peer import (
+    Packet,
     RtpPeer,
     assert_hears,
     audio_payload_types,
@@ -232,13 +233,16 @@ class Parties:
     def describe(self) -> str:
         return f"{self.caller.summary()}\n{self.callee_rtp.summary()}"
 
-    def assert_hear_each_other(self) -> None:
-        """Each side heard the other's clean PCMU tone, not its own."""
+    def assert_hear_each_other(
+        self, caller_packets: Sequence[Packet] | None = None, caller: str = "caller"
+    ) -> None:
+        """Each side heard the other's clean PCMU tone, not its own; the caller's side
+        judged on ``caller_packets`` when given (e.g. those before the answer)."""
         assert_hears(
-            self.caller.heard(payload_type=PT_PCMU),
+            self.caller.heard(caller_packets, payload_type=PT_PCMU),
             expected_hz=CALLEE_HZ,
             own_hz=CALLER_HZ,
-            who="caller",
+            who=caller,
         )
         assert_hears(
             self.callee_rtp.heard(payload_type=PT_PCMU),
@@ -632,18 +636,7 @@ def test_early_media_from_the_callee_reaches_the_caller_before_the_200(
     early = parties.caller.packets(before=answered)
     # the callee's tone, in packets that reached the caller before the switch even
     # sent it the 200 (the analysis needs at least one second of them)
-    assert_hears(
-        parties.caller.heard(early, payload_type=PT_PCMU),
-        expected_hz=CALLEE_HZ,
-        own_hz=CALLER_HZ,
-        who="caller before the 200",
-    )
-    assert_hears(
-        parties.callee_rtp.heard(payload_type=PT_PCMU),
-        expected_hz=CALLER_HZ,
-        own_hz=CALLEE_HZ,
-        who="callee",
-    )
+    parties.assert_hear_each_other(early, caller="caller before the 200")
 
 
 def test_ring_timeout_from_config_cancels_and_gives_480(tmp_path: Path) -> None:
