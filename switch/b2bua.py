@@ -727,6 +727,8 @@ class B2bua:
             call.end(hangup_by="switch", status=404, cause=1)
             return
         session = CallSession(call)
+        call.wants_digits = True
+        call.listen_for_tones()
         try:
             await app(session, route)
         except Hangup:

@@ -44,7 +44,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -122,6 +121,7 @@ from switch.sip.offer_answer import (
     process_answer,
 )
 from switch.sip.sdp import Direction, SessionDescription, parse_sdp
+from switch.sip.tokens import randbelow, token_hex
 from switch.sip.transaction import CallIdAdapter, make_cancel, new_tag
 from switch.sip.uri import SipUri, TelUri, parse_uri
 from switch.stack import RequestTimeout, SipStack
@@ -166,7 +166,7 @@ ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, REFER, NOTIFY, INFO"
 
 def new_call_id() -> str:
     """The switch's own identifier of a call (CDR key): random, so never reused."""
-    return "C" + secrets.token_hex(6)
+    return "C" + token_hex(6)
 
 
 class TrunkFullError(Exception):
@@ -278,6 +278,9 @@ class Call:
         self.inbound_acked = asyncio.Event()
         self.ended_event = asyncio.Event()
         self.on_dtmf: Callable[[str], None] | None = None  # the CallSession's
+        # An application (IVR, queue) takes the caller's keys: only then, and only
+        # while the caller is not bridged, are tones listened for in its audio.
+        self.wants_digits = False
         self.extra_endpoints: list[int] = []  # e.g. the echo loop endpoint
         self.recording_id: int | None = None
         self.recordings: list[str] = []  # every file this call was recorded to
@@ -380,21 +383,41 @@ class Call:
                     telephone_event_pt=media.telephone_event,
                 )
             )
-            inband = media.telephone_event is None
-            if leg is self.inbound and inband != leg.inband_dtmf:
-                # A caller without RFC 4733 presses keys as tones: listen for them
-                # (the IVR, a queue's exit key and callback offer take keys). Sent
-                # only on a change: most callers negotiate telephone-event.
-                self.b2bua.media(
-                    DetectInband(endpoint_id=leg.endpoint_id, enabled=inband)
-                )
-                leg.inband_dtmf = inband
         except (MediaError, ValueError) as exc:
             leg.log.warning("media of leg %s not set: %s", leg.leg_id, exc)
+        if leg is self.inbound:
+            self.listen_for_tones()
+
+    def listen_for_tones(self) -> None:
+        """Detect the caller's keys in its audio exactly while someone can take them.
+
+        A caller without RFC 4733 presses keys as tones. The IVR, a queue's exit key
+        and the callback offer take keys, so an application that holds the call gets
+        them; once the caller is bridged, the tones reach the other party in the
+        audio and decoding every packet to look for them would buy nothing. Sent
+        only on a change: most callers negotiate telephone-event.
+        """
+        leg = self.inbound
+        media = leg.media
+        wanted = (
+            self.wants_digits
+            and media is not None
+            and media.telephone_event is None
+            and not (self.bridged is not None and leg in self.bridged)
+        )
+        if leg.endpoint_id is None or wanted == leg.inband_dtmf:
+            return
+        try:
+            self.b2bua.media(DetectInband(endpoint_id=leg.endpoint_id, enabled=wanted))
+        except MediaError as exc:
+            leg.log.warning("in-band DTMF of leg %s not set: %s", leg.leg_id, exc)
+            return
+        leg.inband_dtmf = wanted
 
     def connect(self, a: Leg, b: Leg) -> None:
         """Bridge the media of two legs and remember them as the call's pair."""
         self.bridged = (a, b)
+        self.listen_for_tones()
         if a.endpoint_id is not None and b.endpoint_id is not None:
             try:
                 self.b2bua.media(
@@ -508,7 +531,7 @@ class Call:
             # One unacknowledged reliable provisional at a time (RFC 3262 section 3).
             leg.queued.append(response)
             return
-        leg.rseq = leg.rseq + 1 if leg.rseq else secrets.randbelow(2**31 - 1) + 1
+        leg.rseq = leg.rseq + 1 if leg.rseq else randbelow(2**31 - 1) + 1
         response.headers.add("Require", OPTION_100REL)
         response.headers.add("RSeq", str(leg.rseq))
         leg.unacked = response
@@ -683,7 +706,7 @@ class Call:
         b2bua = self.b2bua
         leg = Leg(
             role=LegRole.OUTBOUND,
-            call_id=secrets.token_hex(12) + "@ccswitch",
+            call_id=token_hex(12) + "@ccswitch",
             peer=target.peer,
             destination=target.destination,
             media_host=b2bua.media_host,
@@ -1687,6 +1710,7 @@ class Call:
             self.outbound.remove(leg)
         if self.bridged is not None and leg in self.bridged:
             self.bridged = None
+            self.listen_for_tones()
 
     def adopt_leg(self, leg: Leg, *, from_call: Call) -> None:
         """Take ``leg`` over from ``from_call``; its trunk slot moves with it."""

@@ -848,6 +848,73 @@ async def test_collect_digits_raises_hangup_when_the_caller_hangs_up() -> None:
     assert world.b2bua.calls == {}
 
 
+# -- in-band DTMF: listened for only while an application can take the keys --------
+
+OFFER_WITHOUT_EVENTS = (
+    "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    "m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+
+def inband_switches(world: World) -> list[bool]:
+    from media.commands import DetectInband
+
+    return [c.enabled for c in world.engine.commands if isinstance(c, DetectInband)]
+
+
+async def test_a_caller_without_telephone_event_bridged_to_a_user_is_not_listened_to() -> (
+    None
+):
+    world = make_world(ONE_BINDING)
+    world.b2bua.handle_invite(invite("1002", body=OFFER_WITHOUT_EVENTS), TRUNK)
+    await settle()
+    (outbound,) = world.stack.by_method("INVITE")
+    outbound.future.set_result(reply(outbound, 200, body=answer_sdp()))
+    await settle()
+
+    assert "CallBridged" in names(world)
+    assert inband_switches(world) == []  # its tones reach the callee in the audio
+    await world.b2bua.stop()
+
+
+async def test_an_application_hears_tones_until_it_bridges_the_caller() -> None:
+    from switch.dialplan import ToTrunk
+    from switch.session import CallSession
+
+    heard: list[list[bool]] = []
+
+    async def menu_then_out(session: CallSession, route: object) -> None:
+        await session.answer()
+        heard.append(inband_switches(world))
+        await session.bridge(ToTrunk(trunk="demo", number="+74951234567"))
+
+    world = app_world(menu_then_out)
+    world.b2bua.handle_invite(invite("700", body=OFFER_WITHOUT_EVENTS), TRUNK)
+    await settle()
+    (outbound,) = world.stack.by_method("INVITE")
+    outbound.future.set_result(reply(outbound, 200, body=answer_sdp()))
+    await settle()
+
+    assert heard == [[True]]  # the menu could take keys
+    assert "CallBridged" in names(world)
+    assert inband_switches(world) == [True, False]  # bridged: no more decoding
+    await world.b2bua.stop()
+
+
+async def test_an_application_with_an_rfc_4733_caller_never_decodes_audio() -> None:
+    from switch.session import CallSession
+
+    async def answer_only(session: CallSession, route: object) -> None:
+        await session.answer()
+
+    world = app_world(answer_only)
+    world.b2bua.handle_invite(invite("700"), TRUNK)  # OFFER has telephone-event
+    await settle()
+
+    assert inband_switches(world) == []
+    await world.b2bua.stop()
+
+
 # -- item 3: a carrier's 401/407 to our INVITE ---------------------------------------
 
 CHALLENGE = 'Digest realm="carrier", nonce="n0nce", algorithm=MD5, qop="auth"'

@@ -25,13 +25,13 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from switch.sip.errors import LocalProtocolError, ProtocolError
 from switch.sip.headers import NameAddr, Via, parse_name_addr
 from switch.sip.message import Headers, Request, Response
+from switch.sip.tokens import randbelow
 from switch.sip.transaction import MAX_FORWARDS, CallIdAdapter, new_tag
 from switch.sip.uri import SipUri, Uri
 
@@ -413,7 +413,7 @@ class Dialog:
             raise LocalProtocolError(f"{method} in a terminated dialog")
         if self.local_seq is None:
             # RFC 3261 12.2.1.1 / 8.1.1.5: start a UAS's local sequence at random.
-            self.local_seq = secrets.randbelow(INITIAL_CSEQ_LIMIT)
+            self.local_seq = randbelow(INITIAL_CSEQ_LIMIT)
         elif self.local_seq >= MAX_CSEQ:
             raise LocalProtocolError("local CSeq would exceed 32 bits")
         else:

@@ -32,7 +32,6 @@ do not receive.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
@@ -47,6 +46,7 @@ from switch.sip.sdp import (
     RtpMap,
     SessionDescription,
 )
+from switch.sip.tokens import randbelow
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ class LocalSession:
         self.addrtype = AddressType.IP6 if ":" in address else AddressType.IP4
         self.username = username
         self.session_name = session_name
-        self.sess_id = secrets.randbelow(2**31) if sess_id is None else sess_id
+        self.sess_id = randbelow(2**31) if sess_id is None else sess_id
         self.sess_version = sess_version
         self._last: SessionDescription | None = None
 

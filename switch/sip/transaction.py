@@ -39,7 +39,6 @@ import enum
 import heapq
 import itertools
 import logging
-import secrets
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -48,6 +47,7 @@ from switch.sip.errors import LocalProtocolError, ProtocolError
 from switch.sip.headers import Via
 from switch.sip.message import Headers, Request, Response, make_response
 from switch.sip.timers import TimerName, Timers
+from switch.sip.tokens import token_hex
 
 logger = logging.getLogger(__name__)
 
@@ -454,12 +454,12 @@ class CallIdAdapter(logging.LoggerAdapter[logging.Logger]):
 
 def new_branch() -> str:
     """A fresh Via branch: the RFC 3261 magic cookie plus 64 random bits (8.1.1.7)."""
-    return MAGIC_COOKIE + secrets.token_hex(RANDOM_BYTES)
+    return MAGIC_COOKIE + token_hex(RANDOM_BYTES)
 
 
 def new_tag() -> str:
     """A fresh From/To tag with 64 random bits (RFC 3261 section 19.3)."""
-    return secrets.token_hex(RANDOM_BYTES)
+    return token_hex(RANDOM_BYTES)
 
 
 def is_reliable(address: Address) -> bool:
