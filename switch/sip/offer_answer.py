@@ -31,20 +31,27 @@ do not receive.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
 
 from switch.sip.errors import LocalProtocolError, ProtocolError
 from switch.sip.sdp import (
+    _RTPMAPS,
+    NETTYPE_IN,
     AddressType,
     Attribute,
     Connection,
     Direction,
     MediaDescription,
-    Origin,
     RtpMap,
     SessionDescription,
+    _new_media,
+    _new_origin,
+    _new_session,
+    _writable_twin,
 )
 from switch.sip.tokens import randbelow
 
@@ -95,6 +102,9 @@ MEDIA_AUDIO = "audio"
 RTP_AVP = "RTP/AVP"  # RFC 3551; TODO: RTP/SAVP(F) (RFC 3711/5124) would need SRTP keys
 DEFAULT_PTIME = 20  # ms; RFC 3551 section 4.5 default packetisation for G.711
 SESSION_NAME = "ccswitch"
+# Bounds on the caches below (distinct media addresses; distinct negotiated formats).
+CONNECTION_CACHE_SIZE = 256
+TEMPLATE_CACHE_SIZE = 256
 # TODO: RFC 5761 a=rtcp-mux is never echoed, so RTCP always goes to its own port (a
 # peer that insists on mux, e.g. WebRTC, cannot be served; plain SIP UAs are fine).
 
@@ -235,31 +245,33 @@ class LocalSession:
         self._last: SessionDescription | None = None
 
     def connection(self) -> Connection:
-        return Connection(addrtype=self.addrtype.value, address=self.address)
+        return _connection(str(self.addrtype), self.address)
 
     def describe(self, media: Iterable[MediaDescription]) -> SessionDescription:
         """Our description with these media lines and the right ``o=`` version."""
-        description = SessionDescription(
-            origin=Origin(
+        media = tuple(media)
+        connection = self.connection()
+        last = self._last
+        # Everything but o= is compared: describe() sets only these three fields.
+        if last is not None and (
+            last.session_name != self.session_name
+            or last.connection != connection
+            or last.media != media
+        ):
+            self.sess_version += 1
+        description = _new_session(
+            origin=_new_origin(
                 username=self.username,
                 sess_id=self.sess_id,
                 sess_version=self.sess_version,
-                addrtype=self.addrtype.value,
+                nettype=NETTYPE_IN,
+                addrtype=str(self.addrtype),
                 address=self.address,
             ),
             session_name=self.session_name,
-            connection=self.connection(),
-            media=tuple(media),
+            connection=connection,
+            media=media,
         )
-        if (
-            self._last is not None
-            and replace(self._last, origin=description.origin) != description
-        ):
-            self.sess_version += 1
-            description = replace(
-                description,
-                origin=replace(description.origin, sess_version=self.sess_version),
-            )
         self._last = description
         return description
 
@@ -267,20 +279,93 @@ class LocalSession:
 # --- Helpers ------------------------------------------------------------------------------
 
 
-def _format_of(media: MediaDescription, payload_type: int) -> Format | None:
-    """(name, clock rate, channels) of a payload type: rtpmap first, then RFC 3551."""
-    rtpmap = media.rtpmaps.get(payload_type)
-    if rtpmap is not None:
-        return rtpmap.encoding_name, rtpmap.clock_rate, rtpmap.channels
-    return STATIC_PAYLOAD_TYPES.get(payload_type)
+# Cached: every description of a LocalSession carries the same c= line.
+@functools.lru_cache(maxsize=CONNECTION_CACHE_SIZE)
+def _connection(addrtype: str, address: str) -> Connection:
+    return Connection(addrtype=addrtype, address=address)
+
+
+_WritableNegotiatedMedia = _writable_twin(NegotiatedMedia)
+
+
+def _new_negotiated(
+    *,
+    remote_address: str,
+    remote_port: int,
+    rtcp_address: str,
+    rtcp_port: int,
+    payload_type: int,
+    codec: str,
+    clock_rate: int,
+    telephone_event: int | None,
+    direction: Direction,
+    ptime: int,
+) -> NegotiatedMedia:
+    """``NegotiatedMedia(...)`` without the frozen-dataclass __init__ (see sdp.py)."""
+    new = _WritableNegotiatedMedia()
+    new.remote_address = remote_address
+    new.remote_port = remote_port
+    new.rtcp_address = rtcp_address
+    new.rtcp_port = rtcp_port
+    new.payload_type = payload_type
+    new.codec = codec
+    new.clock_rate = clock_rate
+    new.telephone_event = telephone_event
+    new.direction = direction
+    new.ptime = ptime
+    new.__class__ = NegotiatedMedia
+    negotiated: NegotiatedMedia = new
+    return negotiated
+
+
+# (payload type, (name, clock rate, channels) as the SDP states it, the same with the
+# name lower-cased for matching, RFC 4855 section 3).
+_Resolved = tuple[int, Format, Format]
+
+
+def _formats_of(media: MediaDescription) -> tuple[_Resolved, ...]:
+    """Each payload type with its format: rtpmap first, then RFC 3551; unknown ones out."""
+    rtpmaps = tuple(
+        [
+            attribute.value
+            for attribute in media.attributes
+            if attribute.name == "rtpmap"
+        ]
+    )
+    # tuple(): a no-op for the tuple a parsed description holds, and a hashable key
+    # for one built by hand with a list.
+    return _resolve_formats(media.proto, tuple(media.formats), rtpmaps)
+
+
+# Cached by the exact texts: peers send the same m= formats and rtpmap lines each call.
+@functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)
+def _resolve_formats(
+    proto: str, formats: tuple[str, ...], rtpmap_values: tuple[str | None, ...]
+) -> tuple[_Resolved, ...]:
+    # The same steps, in the same order, as MediaDescription.rtpmaps, .payload_types.
+    rtpmaps: dict[int, RtpMap] = {}
+    for value in rtpmap_values:
+        parsed = _RTPMAPS[value or ""]
+        rtpmaps[parsed.payload_type] = parsed
+    payload_types = map(int, formats) if proto.upper().startswith("RTP/") else ()
+    resolved: list[_Resolved] = []
+    for payload_type in payload_types:
+        rtpmap = rtpmaps.get(payload_type)
+        found = (
+            STATIC_PAYLOAD_TYPES.get(payload_type)
+            if rtpmap is None
+            else (rtpmap.encoding_name, rtpmap.clock_rate, rtpmap.channels)
+        )
+        if found is not None:
+            resolved.append((payload_type, found, _key(found)))
+    return tuple(resolved)
 
 
 def _find_codec(codecs: Sequence[Codec], found: Format) -> Codec | None:
     return next((codec for codec in codecs if codec.matches(found)), None)
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class _Picked:
+class _Picked(NamedTuple):
     voice_pt: int
     voice: Codec
     event_pt: int | None
@@ -288,17 +373,29 @@ class _Picked:
 
 
 def _pick_codecs(
-    media: MediaDescription, codecs: Sequence[Codec], allowed: Collection[Format] | None
+    media: MediaDescription,
+    codecs: Sequence[Codec],
+    allowed: frozenset[Format] | None,
 ) -> _Picked | None:
     """The first voice codec of ``media`` (its order) we support, and telephone-event.
 
     :param allowed: if given, only formats in it (name lower-cased) are considered.
     """
+    return _pick(tuple(codecs), _formats_of(media), allowed)
+
+
+# Cached: the answer depends only on these values (Codec is frozen, the rest are
+# tuples of strings and numbers), and most calls offer and answer the same codecs.
+@functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)
+def _pick(
+    codecs: tuple[Codec, ...],
+    formats: tuple[_Resolved, ...],
+    allowed: frozenset[Format] | None,
+) -> _Picked | None:
     voice: tuple[int, Codec] | None = None
     events: list[tuple[int, Format]] = []
-    for payload_type in media.payload_types:
-        found = _format_of(media, payload_type)
-        if found is None or (allowed is not None and _key(found) not in allowed):
+    for payload_type, found, key in formats:
+        if allowed is not None and key not in allowed:
             continue
         codec = _find_codec(codecs, found)
         if codec is None or codec.name.upper() == COMFORT_NOISE:
@@ -341,28 +438,41 @@ def _rtcp(media: MediaDescription, address: str) -> tuple[str, int]:
     return rtcp.connection.address, rtcp.port
 
 
-def _audio_media(
-    *,
-    port: int,
-    formats: Sequence[tuple[RtpMap, str | None]],
-    direction: Direction,
-    ptime: int,
-) -> MediaDescription:
+# (payload type, (name, clock rate, channels), fmtp or None) of one format we list.
+_Listed = tuple[int, Format, str | None]
+
+
+# Cached: the formats and attributes of our m=audio lines depend only on what is
+# negotiated, which is the same for most calls; only the port differs, and it is not
+# part of the key. Attributes are frozen, so the tuples are safely shared.
+@functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)
+def _audio_template(
+    listed: tuple[_Listed, ...], direction: Direction, ptime: int
+) -> tuple[tuple[str, ...], tuple[Attribute, ...]]:
+    """The formats and attributes of an ``m=audio`` line listing ``listed``."""
     attributes: list[Attribute] = []
-    for rtpmap, fmtp in formats:
-        attributes.append(Attribute(name="rtpmap", value=str(rtpmap)))
+    for payload_type, found, fmtp in listed:
+        attributes.append(
+            Attribute(name="rtpmap", value=str(_rtpmap(payload_type, found)))
+        )
         if fmtp is not None:
-            attributes.append(
-                Attribute(name="fmtp", value=f"{rtpmap.payload_type} {fmtp}")
-            )
+            attributes.append(Attribute(name="fmtp", value=f"{payload_type} {fmtp}"))
     attributes.append(Attribute(name="ptime", value=str(ptime)))
     attributes.append(Attribute(name=direction.value))
-    return MediaDescription(
+    formats = tuple(str(payload_type) for payload_type, _, _ in listed)
+    return formats, tuple(attributes)
+
+
+def _audio_media(
+    *, port: int, listed: tuple[_Listed, ...], direction: Direction, ptime: int
+) -> MediaDescription:
+    formats, attributes = _audio_template(listed, direction, ptime)
+    return _new_media(
         media=MEDIA_AUDIO,
         port=port,
         proto=RTP_AVP,
-        formats=tuple(str(rtpmap.payload_type) for rtpmap, _ in formats),
-        attributes=tuple(attributes),
+        formats=formats,
+        attributes=attributes,
     )
 
 
@@ -414,7 +524,7 @@ def answer_offer(
     allowed_protos = {proto.upper() for proto in protos}
     answer_media: list[MediaDescription] = []
     streams: list[NegotiatedMedia | None] = []
-    bad_transport = bad_codecs = False
+    bad_transport = bad_codecs = accepted = False
     free_ports = list(ports)
     for media in offer.media:
         stream: NegotiatedMedia | None = None
@@ -434,10 +544,11 @@ def answer_offer(
                     offer, media, picked, port=port, direction=direction, ptime=ptime
                 )
                 answer_media.append(described)
+                accepted = True
         if stream is None:
             answer_media.append(_rejected(media))
         streams.append(stream)
-    if all(stream is None for stream in streams):
+    if not accepted:
         if bad_codecs:
             raise _not_acceptable("no common codec", WARN_INCOMPATIBLE_MEDIA_FORMAT)
         if bad_transport:
@@ -456,15 +567,14 @@ def _answer_stream(
     ptime: int,
 ) -> tuple[MediaDescription, NegotiatedMedia]:
     stream = _negotiated(offer, media, picked, wanted=direction)
-    formats = [
-        (_rtpmap(picked.voice_pt, picked.voice.format), media.fmtp(picked.voice_pt))
-    ]
+    voice: _Listed = (picked.voice_pt, picked.voice.format, media.fmtp(picked.voice_pt))
     if picked.event_pt is not None and picked.event is not None:
-        formats.append(
-            (_rtpmap(picked.event_pt, picked.event), media.fmtp(picked.event_pt))
-        )
+        event: _Listed = (picked.event_pt, picked.event, media.fmtp(picked.event_pt))
+        listed: tuple[_Listed, ...] = (voice, event)
+    else:
+        listed = (voice,)
     described = _audio_media(
-        port=port, formats=formats, direction=stream.direction, ptime=ptime
+        port=port, listed=listed, direction=stream.direction, ptime=ptime
     )
     return described, stream
 
@@ -480,17 +590,9 @@ def _negotiated(
     connection = remote.connection_for(media)
     assert connection is not None  # parse_sdp guarantees c= for a non-zero port
     theirs = remote.direction_for(media)
-    if connection.is_null:
-        # RFC 3264 section 8.4: c=0.0.0.0 is the old hold; the peer will not receive.
-        theirs = Direction.from_flags(sends=theirs.sends, receives=False)
-    # RFC 3264 section 6.1: we may send only what they receive, and receive only
-    # what they send, and never more than we want.
-    ours = Direction.from_flags(
-        sends=theirs.receives and wanted.sends,
-        receives=theirs.sends and wanted.receives,
-    )
+    ours = _answer_direction(theirs, wanted, connection.is_null)
     rtcp_address, rtcp_port = _rtcp(media, connection.address)
-    return NegotiatedMedia(
+    return _new_negotiated(
         remote_address=connection.address,
         remote_port=media.port,
         rtcp_address=rtcp_address,
@@ -501,6 +603,20 @@ def _negotiated(
         telephone_event=picked.event_pt,
         direction=ours,
         ptime=_ptime(media),
+    )
+
+
+@functools.cache  # at most 4 x 4 x 2 entries
+def _answer_direction(theirs: Direction, wanted: Direction, null: bool) -> Direction:
+    """OUR direction for a stream the peer describes as ``theirs``."""
+    if null:
+        # RFC 3264 section 8.4: c=0.0.0.0 is the old hold; the peer will not receive.
+        theirs = Direction.from_flags(sends=theirs.sends, receives=False)
+    # RFC 3264 section 6.1: we may send only what they receive, and receive only
+    # what they send, and never more than we want.
+    return Direction.from_flags(
+        sends=theirs.receives and wanted.sends,
+        receives=theirs.sends and wanted.receives,
     )
 
 
@@ -521,16 +637,25 @@ def build_offer(
 
     :raises LocalProtocolError: two codecs share a payload type, or none is voice.
     """
+    media = _audio_media(
+        port=port,
+        listed=_offered(tuple(codecs)),
+        direction=direction,
+        ptime=ptime,
+    )
+    return session.describe((media,))
+
+
+# Cached: a switch offers the same few codec lists; Codec is frozen. A misuse raises,
+# and is not cached, so it raises every time.
+@functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)
+def _offered(codecs: tuple[Codec, ...]) -> tuple[_Listed, ...]:
     numbers = [codec.payload_type for codec in codecs]
     if len(set(numbers)) != len(numbers):
         raise LocalProtocolError(f"payload types used twice in {numbers}")
     if all(codec.is_telephone_event for codec in codecs):
         raise LocalProtocolError("an offer needs at least one voice codec")
-    formats = [
-        (_rtpmap(codec.payload_type, codec.format), codec.fmtp) for codec in codecs
-    ]
-    media = _audio_media(port=port, formats=formats, direction=direction, ptime=ptime)
-    return session.describe([media])
+    return tuple((codec.payload_type, codec.format, codec.fmtp) for codec in codecs)
 
 
 def process_answer(
@@ -561,11 +686,7 @@ def process_answer(
             )
         if answered.port == 0:
             continue
-        offered_formats = {
-            _key(found)
-            for payload_type in offered.payload_types
-            if (found := _format_of(offered, payload_type)) is not None
-        }
+        offered_formats = frozenset([key for _, _, key in _formats_of(offered)])
         picked = _pick_codecs(answered, codecs, offered_formats)
         if picked is None:
             raise _not_acceptable(

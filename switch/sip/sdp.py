@@ -14,6 +14,10 @@ Theory of operation. Parsing is one pass over the lines with a two-state machine
 (session part, then media part); every line is checked when it is read, known
 attributes included, so a description that parses can be used without further checks
 and a bad one fails with :class:`~switch.sip.errors.BadMessage` naming the line number.
+Speed: a switch parses two bodies and builds two per call, and most lines repeat from
+call to call (codecs, addresses, ``t=0 0``), so the values of ``a= c= t=`` lines are
+cached by their exact text (immutable results; failures are not cached), and the hot
+paths build the frozen values through a cheaper constructor (see "Fast construction").
 Tolerance policy (each point deliberate and tested): LF as well as CRLF line ends and a
 missing final line end; runs of spaces between the fields of structured lines
 (``o= c= m= t= b= a=rtpmap``...); the optional session-level lines (``i`` to ``a``) in
@@ -32,14 +36,19 @@ import functools
 import ipaddress
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from switch.sip.errors import BadMessage
 
 logger = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 # --- RFC 8866 section 5: the description ---------------------------------------------------
 SDP_VERSION = 0  # section 5.1: "v=0"
+VERSION_TEXT = str(SDP_VERSION)
 LINE_END = "\r\n"  # section 5: lines end in CRLF (LF alone is read too, see module doc)
 NETTYPE_IN = "IN"  # section 5.2: the only nettype we handle ("Internet")
 # Section 5: type letters that may appear before the first m= line, and after it.
@@ -47,6 +56,8 @@ SESSION_TYPES = frozenset("vosiuepcbtrzka")
 MEDIA_TYPES = frozenset("icbka")
 # Lines that may appear once per level (session or one media description).
 SINGLE_TYPES = frozenset("vosiuczk")
+# What every line starts with: its type, one lowercase letter, and "=" (section 5).
+LINE_STARTS = frozenset(f"{chr(letter)}=" for letter in range(ord("a"), ord("z") + 1))
 
 #   token-char = ALPHA / DIGIT / "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
 #                / "." / "^" / "_" / "`" / "{" / "|" / "}" / "~"   (RFC 8866 section 9)
@@ -72,6 +83,10 @@ TTL_MAX = 255  # RFC 8866 section 5.7: multicast TTL 0..255
 ADDRESS_CACHE_SIZE = 4096
 # Distinct a=rtpmap values remembered (a few per codec a peer offers).
 RTPMAP_CACHE_SIZE = 256
+# Distinct a=, t= and m= format-list values remembered (also a bound, not a tuning).
+LINE_CACHE_SIZE = 1024
+# Longer values are parsed every time: with the sizes above, a bound on the memory.
+CACHED_TEXT_MAX = 256
 
 
 class AddressType(enum.StrEnum):
@@ -112,6 +127,9 @@ class Direction(enum.StrEnum):
 
 
 DIRECTION_NAMES = frozenset(direction.value for direction in Direction)
+ADDRESS_TYPES = frozenset(addrtype.value for addrtype in AddressType)
+# A dict lookup, far cheaper than the Enum call Direction(name).
+DIRECTION_BY_NAME = {direction.value: direction for direction in Direction}
 
 
 # --- Values -------------------------------------------------------------------------------
@@ -254,7 +272,7 @@ class MediaDescription:
     @property
     def payload_types(self) -> tuple[int, ...]:
         """The formats as payload type numbers (empty for non-RTP protos)."""
-        return tuple(int(fmt) for fmt in self.formats) if self.is_rtp else ()
+        return tuple(map(int, self.formats)) if self.is_rtp else ()
 
     def attribute_values(self, name: str) -> list[str | None]:
         """Values of every attribute called ``name`` (case-sensitive, RFC 8866 5.13)."""
@@ -267,27 +285,33 @@ class MediaDescription:
 
     @property
     def rtpmaps(self) -> dict[int, RtpMap]:
-        """``a=rtpmap`` lines by payload type."""
-        maps = (_parse_rtpmap(value or "") for value in self.attribute_values("rtpmap"))
-        return {rtpmap.payload_type: rtpmap for rtpmap in maps}
+        """``a=rtpmap`` lines by payload type (the last one wins)."""
+        maps: dict[int, RtpMap] = {}
+        for attribute in self.attributes:
+            if attribute.name == "rtpmap":
+                rtpmap = _RTPMAPS[attribute.value or ""]
+                maps[rtpmap.payload_type] = rtpmap
+        return maps
 
     def fmtp(self, fmt: str | int) -> str | None:
         """Format parameters of ``a=fmtp:<fmt> <params>`` for one format, or None."""
-        for value in self.attribute_values("fmtp"):
-            found, parameters = _parse_fmtp(value or "")
-            if found == str(fmt):
-                return parameters
+        wanted = str(fmt)
+        for attribute in self.attributes:
+            if attribute.name == "fmtp":
+                found, parameters = _FMTPS[attribute.value or ""]
+                if found == wanted:
+                    return parameters
         return None
 
     @property
     def ptime(self) -> float | None:
         """``a=ptime`` in milliseconds (RFC 8866 section 6.4)."""
-        return _first_number(self.attribute_values("ptime"))
+        return _first_number(self.attributes, "ptime")
 
     @property
     def maxptime(self) -> float | None:
         """``a=maxptime`` in milliseconds (RFC 8866 section 6.5)."""
-        return _first_number(self.attribute_values("maxptime"))
+        return _first_number(self.attributes, "maxptime")
 
     @property
     def direction(self) -> Direction | None:
@@ -296,8 +320,10 @@ class MediaDescription:
 
     @property
     def rtcp(self) -> Rtcp | None:
-        values = self.attribute_values("rtcp")
-        return _parse_rtcp(values[0] or "") if values else None
+        for attribute in self.attributes:
+            if attribute.name == "rtcp":
+                return _RTCPS[attribute.value or ""]
+        return None
 
     def lines(self) -> list[str]:
         port = (
@@ -350,37 +376,208 @@ class SessionDescription:
         return media.direction or self.direction or Direction.SENDRECV
 
     def __str__(self) -> str:
-        lines = [
-            f"v={self.version}",
-            f"o={self.origin}",
-            f"s={self.session_name or ' '}",
+        # The same text as joining media.lines() and each value's str(), written out
+        # in one place: this runs for every SDP body we send.
+        origin = self.origin
+        parts = [
+            f"v={self.version}\r\no={origin.username} {origin.sess_id} "
+            f"{origin.sess_version} {origin.nettype} {origin.addrtype} "
+            f"{origin.address}\r\ns={self.session_name or ' '}\r\n"
         ]
         if self.information is not None:
-            lines.append(f"i={self.information}")
+            parts.append(f"i={self.information}\r\n")
         if self.uri is not None:
-            lines.append(f"u={self.uri}")
-        lines.extend(f"e={email}" for email in self.emails)
-        lines.extend(f"p={phone}" for phone in self.phones)
+            parts.append(f"u={self.uri}\r\n")
+        parts.extend([f"e={email}\r\n" for email in self.emails])
+        parts.extend([f"p={phone}\r\n" for phone in self.phones])
         if self.connection is not None:
-            lines.append(f"c={self.connection}")
-        lines.extend(f"b={bandwidth}" for bandwidth in self.bandwidths)
+            parts.append(_connection_line(self.connection))
+        parts.extend([f"b={bandwidth}\r\n" for bandwidth in self.bandwidths])
         for timing in self.timings:
-            lines.append(f"t={timing.start} {timing.stop}")
-            lines.extend(f"r={repeat}" for repeat in timing.repeats)
+            parts.append(f"t={timing.start} {timing.stop}\r\n")
+            parts.extend([f"r={repeat}\r\n" for repeat in timing.repeats])
         if self.time_zones is not None:
-            lines.append(f"z={self.time_zones}")
+            parts.append(f"z={self.time_zones}\r\n")
         if self.key is not None:
-            lines.append(f"k={self.key}")
-        lines.extend(f"a={attribute}" for attribute in self.attributes)
+            parts.append(f"k={self.key}\r\n")
+        _attribute_lines(self.attributes, parts)
         for media in self.media:
-            lines.extend(media.lines())
-        return LINE_END.join(lines) + LINE_END
+            port = (
+                media.port
+                if media.port_count is None
+                else f"{media.port}/{media.port_count}"
+            )
+            parts.append(f"m={media.media} {port} {media.proto}")
+            parts.extend([f" {fmt}" for fmt in media.formats])
+            parts.append(LINE_END)
+            if media.information is not None:
+                parts.append(f"i={media.information}\r\n")
+            if media.connection is not None:
+                parts.append(_connection_line(media.connection))
+            parts.extend([f"b={bandwidth}\r\n" for bandwidth in media.bandwidths])
+            if media.key is not None:
+                parts.append(f"k={media.key}\r\n")
+            _attribute_lines(media.attributes, parts)
+        return "".join(parts)
 
     def to_bytes(self) -> bytes:
         return str(self).encode("utf-8")
 
 
+def _connection_line(connection: Connection) -> str:
+    if connection.ttl is None and connection.count is None:
+        return f"c={connection.nettype} {connection.addrtype} {connection.address}\r\n"
+    return f"c={connection}\r\n"
+
+
+def _attribute_lines(attributes: tuple[Attribute, ...], parts: list[str]) -> None:
+    parts.extend(
+        [
+            f"a={attribute.name}\r\n"
+            if attribute.value is None
+            else f"a={attribute.name}:{attribute.value}\r\n"
+            for attribute in attributes
+        ]
+    )
+
+
+# --- Fast construction --------------------------------------------------------------------
+# The generated __init__ of a frozen dataclass stores each field through
+# object.__setattr__, several times the cost of a plain store, and a call builds about
+# twenty of these values. So the hot paths fill a writable twin (the same __slots__, so
+# the same memory layout) with plain stores and then hand it its real class; CPython
+# allows that __class__ assignment between classes of identical layout. What comes out
+# is an ordinary instance: same type, equal, hashable and frozen from then on.
+
+
+def _writable_twin(cls: type) -> Any:
+    return type(
+        f"_Writable{cls.__name__}", (), {"__slots__": cls.__dict__["__slots__"]}
+    )
+
+
+_WritableOrigin = _writable_twin(Origin)
+_WritableMediaDescription = _writable_twin(MediaDescription)
+_WritableSessionDescription = _writable_twin(SessionDescription)
+
+
+def _new_origin(
+    *,
+    username: str,
+    sess_id: int,
+    sess_version: int,
+    nettype: str,
+    addrtype: str,
+    address: str,
+) -> Origin:
+    """``Origin(...)`` without the frozen-dataclass __init__ (see above)."""
+    new = _WritableOrigin()
+    new.username = username
+    new.sess_id = sess_id
+    new.sess_version = sess_version
+    new.nettype = nettype
+    new.addrtype = addrtype
+    new.address = address
+    new.__class__ = Origin
+    origin: Origin = new
+    return origin
+
+
+def _new_media(
+    *,
+    media: str,
+    port: int,
+    port_count: int | None = None,
+    proto: str,
+    formats: tuple[str, ...],
+    information: str | None = None,
+    connection: Connection | None = None,
+    bandwidths: tuple[Bandwidth, ...] = (),
+    key: str | None = None,
+    attributes: tuple[Attribute, ...] = (),
+) -> MediaDescription:
+    """``MediaDescription(...)`` without the frozen-dataclass __init__ (see above)."""
+    new = _WritableMediaDescription()
+    new.media = media
+    new.port = port
+    new.port_count = port_count
+    new.proto = proto
+    new.formats = formats
+    new.information = information
+    new.connection = connection
+    new.bandwidths = bandwidths
+    new.key = key
+    new.attributes = attributes
+    new.__class__ = MediaDescription
+    description: MediaDescription = new
+    return description
+
+
+def _new_session(
+    *,
+    version: int = SDP_VERSION,
+    origin: Origin,
+    session_name: str = "-",
+    information: str | None = None,
+    uri: str | None = None,
+    emails: tuple[str, ...] = (),
+    phones: tuple[str, ...] = (),
+    connection: Connection | None = None,
+    bandwidths: tuple[Bandwidth, ...] = (),
+    timings: tuple[Timing, ...] = (Timing(),),
+    time_zones: str | None = None,
+    key: str | None = None,
+    attributes: tuple[Attribute, ...] = (),
+    media: tuple[MediaDescription, ...] = (),
+) -> SessionDescription:
+    """``SessionDescription(...)`` without the frozen-dataclass __init__ (see above)."""
+    new = _WritableSessionDescription()
+    new.version = version
+    new.origin = origin
+    new.session_name = session_name
+    new.information = information
+    new.uri = uri
+    new.emails = emails
+    new.phones = phones
+    new.connection = connection
+    new.bandwidths = bandwidths
+    new.timings = timings
+    new.time_zones = time_zones
+    new.key = key
+    new.attributes = attributes
+    new.media = media
+    new.__class__ = SessionDescription
+    description: SessionDescription = new
+    return description
+
+
 # --- Field parsers (each raises BadMessage with a message the caller prefixes) -------------
+# Those whose values repeat from call to call (the same codecs, the same gateway
+# address, "t=0 0") are used through a _ParseCache (_ATTRIBUTES, _CONNECTIONS...) keyed
+# by the exact text; they return immutable values, and a value that fails is not cached,
+# so it is checked, and reported, every time.
+
+
+class _ParseCache(dict[str, _T]):
+    """Parsed values by their exact text: ``cache[text]`` parses on a miss.
+
+    A hit is a plain dict lookup. A parse that raises stores nothing. Texts longer than
+    ``CACHED_TEXT_MAX`` are parsed but not kept, and the cache is emptied when it holds
+    ``maxsize`` entries, so its memory stays bounded whatever peers send.
+    """
+
+    def __init__(self, parse: Callable[[str], _T], maxsize: int) -> None:
+        super().__init__()
+        self.parse = parse
+        self.maxsize = maxsize
+
+    def __missing__(self, text: str) -> _T:
+        value = self.parse(text)
+        if len(text) <= CACHED_TEXT_MAX:
+            if len(self) >= self.maxsize:
+                self.clear()
+            self[text] = value
+        return value
 
 
 def _fields(value: str, count: int, what: str) -> list[str]:
@@ -451,16 +648,24 @@ def _parse_connection_fields(fields: list[str], what: str) -> Connection:
 
 
 def _parse_origin(value: str) -> Origin:
-    what = "o="
-    username, sess_id, sess_version, nettype, addrtype, address = _fields(
-        value, 6, what
-    )
-    _check_types(nettype, addrtype, what)
-    _check_unicast(addrtype, address, what)
-    return Origin(
+    # Not cached: sess-id and sess-version differ from call to call.
+    fields = value.split()
+    if len(fields) != 6:
+        raise BadMessage(f"o= needs 6 fields, got {len(fields)}")
+    username, sess_id, sess_version, nettype, addrtype, address = fields
+    if nettype != NETTYPE_IN or addrtype not in ADDRESS_TYPES:
+        _check_types(nettype, addrtype, "o=")
+    if not _is_unicast(addrtype, address):
+        raise BadMessage(f"o=: bad {addrtype} address {address!r}")
+    # sess-id and sess-version: _integer() with no maximum, inlined.
+    if DIGITS.fullmatch(sess_id) is None:
+        raise BadMessage(f"o= sess-id is not a number: {sess_id!r}")
+    if DIGITS.fullmatch(sess_version) is None:
+        raise BadMessage(f"o= sess-version is not a number: {sess_version!r}")
+    return _new_origin(
         username=username,
-        sess_id=_integer(sess_id, f"{what} sess-id"),
-        sess_version=_integer(sess_version, f"{what} sess-version"),
+        sess_id=int(sess_id),
+        sess_version=int(sess_version),
         nettype=nettype,
         addrtype=addrtype,
         address=address,
@@ -481,35 +686,39 @@ def _parse_timing(value: str) -> Timing:
     )
 
 
-def _parse_media(value: str) -> MediaDescription:
-    what = "m="
-    fields = value.split()
+def _parse_media(value: str) -> tuple[str, int, int | None, str, tuple[str, ...]]:
+    """(media, port, port count, proto, formats) of an ``m=`` value."""
+    fields = value.split(None, 2)
     if len(fields) < 3:
-        raise BadMessage(f"{what} needs at least 3 fields, got {len(fields)}")
-    media, port_text, proto, *formats = fields
+        raise BadMessage(f"m= needs at least 3 fields, got {len(fields)}")
+    media, port_text, rest = fields
     if TOKEN.fullmatch(media) is None:
-        raise BadMessage(f"{what} bad media type {media!r}")
+        raise BadMessage(f"m= bad media type {media!r}")
     port_text, slash, count_text = port_text.partition("/")
-    port = _integer(port_text, f"{what} port", PORT_MAX)
-    port_count = _integer(count_text, f"{what} number of ports") if slash else None
-    if PROTO.fullmatch(proto) is None:
-        raise BadMessage(f"{what} bad proto {proto!r}")
+    port = _integer(port_text, "m= port", PORT_MAX)
+    port_count = _integer(count_text, "m= number of ports") if slash else None
+    proto, formats = _MEDIA_RESTS[rest]
     # Tolerance: a rejected stream (port 0) may come without formats.
     if not formats and port != 0:
-        raise BadMessage(f"{what} no formats")
-    description = MediaDescription(
-        media=media,
-        port=port,
-        port_count=port_count,
-        proto=proto,
-        formats=tuple(formats),
-    )
+        raise BadMessage("m= no formats")
+    return media, port, port_count, proto, formats
+
+
+# Cached in _MEDIA_RESTS apart from the port, which differs per call. Checking formats
+# here, before "no formats" above, keeps the order of errors: with no formats there is
+# none to check.
+def _parse_media_rest(rest: str) -> tuple[str, tuple[str, ...]]:
+    """(proto, formats) of the ``<proto> <fmt> ...`` part of an ``m=`` value."""
+    proto, *formats = rest.split()
+    if PROTO.fullmatch(proto) is None:
+        raise BadMessage(f"m= bad proto {proto!r}")
+    is_rtp = proto.upper().startswith("RTP/")
     for fmt in formats:
         if TOKEN.fullmatch(fmt) is None:
-            raise BadMessage(f"{what} bad format {fmt!r}")
-        if description.is_rtp:
-            _integer(fmt, f"{what} payload type", PAYLOAD_TYPE_MAX)
-    return description
+            raise BadMessage(f"m= bad format {fmt!r}")
+        if is_rtp:
+            _integer(fmt, "m= payload type", PAYLOAD_TYPE_MAX)
+    return proto, tuple(formats)
 
 
 def _parse_attribute(value: str) -> Attribute:
@@ -522,9 +731,8 @@ def _parse_attribute(value: str) -> Attribute:
     return attribute
 
 
-# Cached: the same few codec lines come in every offer and answer, and each is read
-# three times (line check, duplicate check, the rtpmaps accessor). RtpMap is frozen.
-@functools.lru_cache(maxsize=RTPMAP_CACHE_SIZE)
+# Cached in _RTPMAPS: the same few codec lines come in every offer and answer, and each
+# is read three times (line check, duplicate check, the rtpmaps accessor).
 def _parse_rtpmap(value: str) -> RtpMap:
     what = "a=rtpmap"
     fields = value.split()
@@ -585,54 +793,91 @@ def _check_attribute(attribute: Attribute) -> None:
         if value is None:
             raise BadMessage(f"a={name}: missing value")
         if name == "rtpmap":
-            _parse_rtpmap(value)
+            _RTPMAPS[value]
         elif name == "fmtp":
-            _parse_fmtp(value)
+            _FMTPS[value]
         elif name == "rtcp":
-            _parse_rtcp(value)
+            _RTCPS[value]
         else:
             _parse_ptime(value, name)
 
 
-def _first_number(values: list[str | None]) -> float | None:
-    return float(values[0] or "") if values else None
+# The caches of the parsers above (see _ParseCache and the note atop this section).
+_ATTRIBUTES = _ParseCache(_parse_attribute, LINE_CACHE_SIZE)
+_CONNECTIONS = _ParseCache(_parse_connection, ADDRESS_CACHE_SIZE)
+_FMTPS = _ParseCache(_parse_fmtp, LINE_CACHE_SIZE)
+_MEDIA_RESTS = _ParseCache(_parse_media_rest, LINE_CACHE_SIZE)
+_RTCPS = _ParseCache(_parse_rtcp, LINE_CACHE_SIZE)
+_RTPMAPS = _ParseCache(_parse_rtpmap, RTPMAP_CACHE_SIZE)
+_TIMINGS = _ParseCache(_parse_timing, LINE_CACHE_SIZE)
+
+
+def _first_number(attributes: tuple[Attribute, ...], name: str) -> float | None:
+    for attribute in attributes:
+        if attribute.name == name:
+            return float(attribute.value or "")
+    return None
 
 
 def _direction(attributes: tuple[Attribute, ...]) -> Direction | None:
     for attribute in attributes:
-        if attribute.name in DIRECTION_NAMES:
-            return Direction(attribute.name)
+        if attribute.name in DIRECTION_NAMES:  # an operator, not a call, per attribute
+            return DIRECTION_BY_NAME[attribute.name]
     return None
 
 
-def _check_level(attributes: list[Attribute], level: str) -> None:
-    directions = [a.name for a in attributes if a.name in DIRECTION_NAMES]
+def _check_level(
+    attributes: list[Attribute], level: str, line_number: int | None = None
+) -> None:
+    # One pass; a second direction is reported before a duplicated rtpmap. The level's
+    # line number is formatted into the message only when there is an error.
+    directions: list[str] = []
+    payload_types: set[int] = set()
+    duplicate: int | None = None
+    for attribute in attributes:
+        name = attribute.name
+        if name == "rtpmap":
+            payload_type = _RTPMAPS[attribute.value or ""].payload_type
+            if payload_type in payload_types and duplicate is None:
+                duplicate = payload_type
+            payload_types.add(payload_type)
+        elif name in DIRECTION_NAMES:
+            directions.append(name)
+    if len(directions) <= 1 and duplicate is None:
+        return
+    if line_number is not None:
+        level = f"{level} {line_number}"
     if len(directions) > 1:
         raise BadMessage(f"SDP {level}: more than one direction attribute {directions}")
-    seen: set[int] = set()
-    for attribute in attributes:
-        if attribute.name == "rtpmap":
-            payload_type = _parse_rtpmap(attribute.value or "").payload_type
-            if payload_type in seen:
-                raise BadMessage(
-                    f"SDP {level}: two rtpmap lines for payload type {payload_type}"
-                )
-            seen.add(payload_type)
+    raise BadMessage(f"SDP {level}: two rtpmap lines for payload type {duplicate}")
 
 
 # --- Parser -------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
 class _MediaBuilder:
-    media: MediaDescription
-    line_number: int
-    information: str | None = None
-    connection: Connection | None = None
-    bandwidths: list[Bandwidth] = dataclasses.field(default_factory=list)
-    key: str | None = None
-    attributes: list[Attribute] = dataclasses.field(default_factory=list)
-    seen: set[str] = dataclasses.field(default_factory=set)
+    """One media description while its lines are read."""
+
+    __slots__ = (
+        "attributes",
+        "bandwidths",
+        "connection",
+        "fields",
+        "information",
+        "key",
+        "line_number",
+        "seen",
+    )
+
+    def __init__(self, value: str, line_number: int) -> None:
+        self.fields = _parse_media(value)
+        self.line_number = line_number
+        self.information: str | None = None
+        self.connection: Connection | None = None
+        self.bandwidths: list[Bandwidth] = []
+        self.key: str | None = None
+        self.attributes: list[Attribute] = []
+        self.seen: set[str] = set()
 
     def add(self, kind: str, value: str) -> None:
         if kind not in MEDIA_TYPES:
@@ -645,18 +890,21 @@ class _MediaBuilder:
         if kind == "i":
             self.information = value
         elif kind == "c":
-            self.connection = _parse_connection(value)
+            self.connection = _CONNECTIONS[value]
         elif kind == "b":
             self.bandwidths.append(_parse_bandwidth(value))
-        elif kind == "k":
+        else:  # "k"; a= lines never come here, parse_sdp takes them
             self.key = value
-        else:  # "a"
-            self.attributes.append(_parse_attribute(value))
 
     def build(self) -> MediaDescription:
-        _check_level(self.attributes, f"media description at line {self.line_number}")
-        return dataclasses.replace(
-            self.media,
+        _check_level(self.attributes, "media description at line", self.line_number)
+        media, port, port_count, proto, formats = self.fields
+        return _new_media(
+            media=media,
+            port=port,
+            port_count=port_count,
+            proto=proto,
+            formats=formats,
             information=self.information,
             connection=self.connection,
             bandwidths=tuple(self.bandwidths),
@@ -665,17 +913,31 @@ class _MediaBuilder:
         )
 
 
-@dataclass(slots=True)
 class _SessionBuilder:
-    origin: Origin | None = None
-    texts: dict[str, str] = dataclasses.field(default_factory=dict)  # s i u z k
-    emails: list[str] = dataclasses.field(default_factory=list)
-    phones: list[str] = dataclasses.field(default_factory=list)
-    connection: Connection | None = None
-    bandwidths: list[Bandwidth] = dataclasses.field(default_factory=list)
-    timings: list[Timing] = dataclasses.field(default_factory=list)
-    attributes: list[Attribute] = dataclasses.field(default_factory=list)
-    seen: set[str] = dataclasses.field(default_factory=set)
+    """The session level while its lines are read."""
+
+    __slots__ = (
+        "attributes",
+        "bandwidths",
+        "connection",
+        "emails",
+        "origin",
+        "phones",
+        "seen",
+        "texts",
+        "timings",
+    )
+
+    def __init__(self) -> None:
+        self.origin: Origin | None = None
+        self.texts: dict[str, str] = {}  # s i u z k
+        self.emails: list[str] = []
+        self.phones: list[str] = []
+        self.connection: Connection | None = None
+        self.bandwidths: list[Bandwidth] = []
+        self.timings: list[Timing] = []
+        self.attributes: list[Attribute] = []
+        self.seen: set[str] = set()
 
     def add(self, kind: str, value: str) -> None:
         if kind not in SESSION_TYPES:
@@ -684,7 +946,7 @@ class _SessionBuilder:
             raise BadMessage(f"second '{kind}=' line")
         self.seen.add(kind)
         if kind == "v":
-            if value != str(SDP_VERSION):
+            if value != VERSION_TEXT:
                 raise BadMessage(f"unsupported version {value!r}")
         elif kind == "o":
             self.origin = _parse_origin(value)
@@ -695,18 +957,16 @@ class _SessionBuilder:
         elif kind == "p":
             self.phones.append(value)
         elif kind == "c":
-            self.connection = _parse_connection(value)
+            self.connection = _CONNECTIONS[value]
         elif kind == "b":
             self.bandwidths.append(_parse_bandwidth(value))
         elif kind == "t":
-            self.timings.append(_parse_timing(value))
-        elif kind == "r":
+            self.timings.append(_TIMINGS[value])
+        else:  # "r"; a= lines never come here, parse_sdp takes them
             if not self.timings:
                 raise BadMessage("r= line without a t= line")
             last = self.timings[-1]
             self.timings[-1] = dataclasses.replace(last, repeats=(*last.repeats, value))
-        else:  # "a"
-            self.attributes.append(_parse_attribute(value))
 
     def build(self, media: list[MediaDescription]) -> SessionDescription:
         if self.origin is None:
@@ -716,33 +976,32 @@ class _SessionBuilder:
         if not self.timings:
             raise BadMessage("SDP: missing t= line")
         _check_level(self.attributes, "session level")
-        for index, description in enumerate(media, start=1):
-            # Section 5.7: c= at session level or in every media description.
-            # Tolerance: not needed for a rejected stream (port 0).
-            if (
-                description.port
-                and description.connection is None
-                and self.connection is None
-            ):
-                raise BadMessage(f"SDP: no c= line for media description {index}")
-        return SessionDescription(
+        if self.connection is None:
+            for index, description in enumerate(media, start=1):
+                # Section 5.7: c= at session level or in every media description.
+                # Tolerance: not needed for a rejected stream (port 0).
+                if description.port and description.connection is None:
+                    raise BadMessage(f"SDP: no c= line for media description {index}")
+        texts = self.texts
+        return _new_session(
             origin=self.origin,
-            session_name=self.texts["s"],
-            information=self.texts.get("i"),
-            uri=self.texts.get("u"),
+            session_name=texts["s"],
+            information=texts.get("i"),
+            uri=texts.get("u"),
             emails=tuple(self.emails),
             phones=tuple(self.phones),
             connection=self.connection,
             bandwidths=tuple(self.bandwidths),
             timings=tuple(self.timings),
-            time_zones=self.texts.get("z"),
-            key=self.texts.get("k"),
+            time_zones=texts.get("z"),
+            key=texts.get("k"),
             attributes=tuple(self.attributes),
             media=tuple(media),
         )
 
 
-def _split_lines(data: bytes | str) -> list[str]:
+def _split_lines(data: bytes | str) -> tuple[list[str], bool]:
+    """The lines, and whether any may hold a NUL or CR (then each line is checked)."""
     if isinstance(data, bytes):
         try:
             text = data.decode("utf-8")
@@ -756,7 +1015,8 @@ def _split_lines(data: bytes | str) -> list[str]:
         lines.pop()
     if not lines:
         raise BadMessage("SDP: empty description")
-    return lines
+    # Two scans of the whole text instead of two per line.
+    return lines, "\x00" in text or "\r" in "".join(lines)
 
 
 def parse_sdp(data: bytes | str) -> SessionDescription:
@@ -768,24 +1028,32 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
     session = _SessionBuilder()
     media: list[MediaDescription] = []
     current: _MediaBuilder | None = None
-    for number, line in enumerate(_split_lines(data), start=1):
-        if len(line) < 2 or line[1] != "=" or not "a" <= line[0] <= "z":
+    attributes = session.attributes  # where the a= lines of the current level go
+    lines, suspect = _split_lines(data)
+    for number, line in enumerate(lines, start=1):
+        if line[:2] not in LINE_STARTS:  # one lowercase letter, then "="
             raise BadMessage(
                 f"SDP line {number}: expected '<type>=<value>', got {line[:40]!r}"
             )
-        kind, value = line[0], line[2:]
+        kind = line[0]
+        value = line[2:]
         try:
-            if TEXT.fullmatch(value) is None:
+            # text fields: no NUL, CR or LF (LF cannot occur: we split on it).
+            if suspect and ("\r" in value or "\x00" in value):
                 raise BadMessage("NUL or CR inside the line")
             # Section 5: v=, o=, s= come first, in that order.
             if number <= 3 and kind != "vos"[number - 1]:
                 raise BadMessage(f"expected '{'vos'[number - 1]}=' line, got '{kind}='")
-            if kind == "m":
+            if kind == "a":
+                # Most lines; allowed at both levels, any number of times.
+                attributes.append(_ATTRIBUTES[value])
+            elif kind == "m":
                 if not session.timings:
                     raise BadMessage("no t= line before the first m= line")
                 if current is not None:
                     media.append(current.build())
-                current = _MediaBuilder(media=_parse_media(value), line_number=number)
+                current = _MediaBuilder(value, number)
+                attributes = current.attributes
             elif current is not None:
                 current.add(kind, value)
             else:
