@@ -360,7 +360,7 @@ async def run_calls(
             caller.target = target
             callee.registered = loop.create_future()
             callee.register(target, 1)
-            await asyncio.wait_for(callee.registered, 5)
+            await asyncio.wait_for(callee.registered, timeout)
         caller.start()
         assert caller.on_mark is not None and caller.done is not None
         await asyncio.wait_for(caller.on_mark, timeout)

@@ -93,9 +93,9 @@ from switch.sip.headers import NameAddr
 from switch.sip.message import Request, Response, make_response
 from switch.sip.offer_answer import answer_offer
 from switch.sip.sdp import parse_sdp
-from switch.sip.transaction import CallIdAdapter
+from switch.sip.transaction import CallIdAdapter, new_tag
 from switch.sip.uri import SipUri
-from switch.stack import SipStack, new_tag
+from switch.stack import SipStack
 from switch.transport import Address
 from switch.users import Authenticator
 
@@ -239,6 +239,7 @@ class B2bua:
         handlers["INFO"] = self.handle_info
         handlers["PRACK"] = self.handle_prack
         self.stack.on_late_2xx = self.handle_late_2xx
+        self._contact_texts: dict[str, str] = {}
 
     def contact(self, transport: str = "UDP") -> NameAddr:
         """Our Contact: the switch's own address on ``transport``."""
@@ -256,6 +257,14 @@ class B2bua:
                 params=params,
             )
         )
+
+    def contact_text(self, transport: str = "UDP") -> str:
+        """:meth:`contact` as header text, made once per transport: every 2xx and
+        every INVITE we send carries it."""
+        text = self._contact_texts.get(transport)
+        if text is None:
+            text = self._contact_texts[transport] = str(self.contact(transport))
+        return text
 
     def media(self, command: Command) -> Result:
         """Run one media command (raises :class:`~media.commands.MediaError`)."""

@@ -45,10 +45,10 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from media.commands import (
     CloseEndpoint,
@@ -298,20 +298,29 @@ class Call:
     def stack(self) -> SipStack:
         return self.b2bua.stack
 
-    def spawn(self, coroutine: Awaitable[None], name: str = "") -> None:
-        """Run ``coroutine`` in the background; its failure is logged, not lost."""
+    def spawn(self, coroutine: Coroutine[Any, Any, None], name: str = "") -> None:
+        """Run ``coroutine`` in the background; its failure is logged, not lost.
 
-        async def guarded() -> None:
-            try:
-                await coroutine
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.log.exception("call %s: %s failed", self.call_id, name)
-
-        task = asyncio.ensure_future(guarded())
+        The failure is read in the task's done callback rather than by a wrapping
+        coroutine: a call spawns a few tasks, and the wrapper was a second coroutine
+        and frame for each.
+        """
+        task = asyncio.get_running_loop().create_task(coroutine, name=name or None)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and isinstance(error, Exception):
+            self.log.error(
+                "call %s: %s failed",
+                self.call_id,
+                task.get_name(),
+                exc_info=(type(error), error, error.__traceback__),
+            )
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
@@ -506,7 +515,7 @@ class Call:
             leg.invite, status, reason, to_tag=leg.dialog.id.local_tag
         )
         if status < 300:
-            response.headers.add("Contact", str(self.b2bua.contact()))
+            response.headers.add("Contact", self.b2bua.contact_text())
             response.headers.add("Allow", ALLOW)
         for name, value in headers:
             response.headers.add(name, value)
@@ -727,7 +736,7 @@ class Call:
         headers.add("To", target.to)
         headers.add("Call-ID", leg.call_id)
         headers.add("CSeq", "1 INVITE")
-        headers.add("Contact", str(b2bua.contact(target.destination[0])))
+        headers.add("Contact", b2bua.contact_text(target.destination[0]))
         headers.add("Allow", ALLOW)
         headers.add("Supported", f"{OPTION_100REL}, {OPTION_TIMER}")
         headers.add("Content-Type", SDP)
@@ -1352,7 +1361,7 @@ class Call:
             # RFC 3261 14.2: our own re-INVITE is outstanding (glare).
             return make_response(request, 491, "Request Pending")
         response = make_response(request, 200, "OK")
-        response.headers.add("Contact", str(self.b2bua.contact()))
+        response.headers.add("Contact", self.b2bua.contact_text())
         response.headers.add("Allow", ALLOW)
         if not request.body:
             if request.method == "INVITE":

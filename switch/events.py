@@ -39,8 +39,11 @@ def publish(bus: EventEmitter | None, event: Event) -> None:
     if bus is None:
         return
     # Ten or so events per call, most with no listener: an emit without one is
-    # still several calls into pyee (and its "error" check), so skip it.
-    listened = bus.event_names()
+    # still several calls into pyee (and its "error" check), so skip it. pyee's
+    # event_names() builds a new set on every call; its table answers the same.
+    listened = getattr(bus, "_events", None)
+    if listened is None:
+        listened = bus.event_names()
     try:
         if event.name in listened:
             bus.emit(event.name, event)

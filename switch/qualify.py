@@ -20,8 +20,9 @@ from pyee import EventEmitter
 from switch.events import ContactReachability, publish
 from switch.registrar import Binding, Registrar
 from switch.sip.message import Headers, Request
+from switch.sip.transaction import new_tag
 from switch.sip.uri import parse_uri
-from switch.stack import RequestTimeout, SipStack, new_tag
+from switch.stack import RequestTimeout, SipStack
 
 logger = logging.getLogger(__name__)
 

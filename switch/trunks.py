@@ -44,8 +44,9 @@ from switch.events import TrunkRegistrationChanged, TrunkStateChanged, publish
 from switch.sip.auth import DigestClient, DigestServer, ha1
 from switch.sip.errors import BadMessage, LocalProtocolError
 from switch.sip.message import Headers, Request, Response
+from switch.sip.transaction import new_tag
 from switch.sip.uri import SipUri
-from switch.stack import RequestTimeout, SipStack, new_tag
+from switch.stack import RequestTimeout, SipStack
 from switch.transport import Address
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from switch.events import Event, TrunkRegistrationChanged, TrunkStateChanged, ne
 from switch.sip.auth import DigestClient, DigestServer
 from switch.sip.message import Request, Response, make_response, parse_message
 from switch.sip.timers import Timers
-from switch.stack import SipStack, new_tag
+from switch.sip.transaction import new_tag
+from switch.stack import SipStack
 from switch.transport import Address
 from switch.trunks import (
     Trunk,
