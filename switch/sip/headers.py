@@ -10,7 +10,9 @@ CRLF+WSP into one space), so LWS here is only spaces and tabs. Each reader walks
 left to right with a position index, matching one flat pattern from
 :mod:`switch.sip.grammar` at a time, and raises :class:`BadMessage` naming the defect.
 Generic parameter values are kept as written (a quoted-string keeps its quotes) so that
-they re-render unchanged.
+they re-render unchanged. The parts that recur from call to call (an address up to its
+">", a Via up to its first ";", a CSeq) are memoised by exact text; each caller still
+gets its own mutable :class:`NameAddr` or :class:`Via`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,14 @@ _MUST_ESCAPE_IN_QUOTES = frozenset(
 )
 
 _WSP = grammar.WSP
+
+# The parts of header values that repeat from message to message (an address up to
+# its closing ">", the sent-protocol and sent-by of a Via, a whole CSeq) are memoised
+# by their exact text, up to this many entries per memo (emptied when full) and only
+# for texts this short, so that a peer sending ever-new values costs bounded memory.
+# What differs per message (tags, branches) is still parsed every time.
+PARSE_CACHE_SIZE = 4096
+MAX_CACHED_TEXT_LENGTH = 256
 
 
 def _skip_wsp(text: str, pos: int) -> int:
@@ -99,11 +109,13 @@ def parse_params(text: str, pos: int = 0) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     end = len(text)
     start = pos
+    match_param = _GENERIC_PARAM.match
     while pos < end:
-        match = _GENERIC_PARAM.match(text, pos)
+        match = match_param(text, pos)
         if match is None:
             return _parse_params_carefully(text, start)
-        params[match.group("name").lower()] = match.group("value")
+        name, value = match.group(1, 2)  # the "name" and "value" groups
+        params[name.lower()] = value
         pos = match.end()
     return params
 
@@ -143,9 +155,14 @@ def _parse_params_carefully(text: str, pos: int) -> dict[str, str | None]:
 
 def render_params(params: dict[str, str | None]) -> str:
     """Render header parameters as ``;name=value`` / ``;name`` (values as stored)."""
+    if not params:
+        return ""
+    # A list comprehension, not a generator: join() would build the list anyway.
     return "".join(
-        f";{name}" if value is None else f";{name}={value}"
-        for name, value in params.items()
+        [
+            f";{name}" if value is None else f";{name}={value}"
+            for name, value in params.items()
+        ]
     )
 
 
@@ -156,6 +173,8 @@ def split_header_values(value: str) -> list[str]:
     stripped of surrounding whitespace; empty elements are kept (as ``""``) so that the
     caller can decide whether they are an error.
     """
+    if "," not in value:
+        return [value.strip(_WSP)]
     if '"' not in value and "<" not in value:
         return [item.strip(_WSP) for item in value.split(",")]
     items: list[str] = []
@@ -198,16 +217,29 @@ class NameAddr:
     display_name: str | None = None
     params: dict[str, str | None] = field(default_factory=dict)
 
+    def copy(self) -> NameAddr:
+        """An independent copy: a copied URI and a new ``params`` dict."""
+        return NameAddr(self.uri.copy(), self.display_name, dict(self.params))
+
     @property
     def tag(self) -> str | None:
         """The ``tag`` parameter (RFC 3261 section 19.3), None if absent."""
         return self.params.get("tag")
 
     def __str__(self) -> str:
-        prefix = (
-            "" if self.display_name is None else quote_string(self.display_name) + " "
-        )
-        return f"{prefix}<{self.uri}>{render_params(self.params)}"
+        params = render_params(self.params) if self.params else ""
+        if self.display_name is None:
+            return f"<{self.uri}>{params}"
+        return f"{quote_string(self.display_name)} <{self.uri}>{params}"
+
+
+# Two memos for addresses in angle brackets; what they hold is copied for each caller.
+# Whole address text -> the address: the same From and To (tag included) recur in
+# every message of a dialog, and a Contact in every dialog.
+_NAME_ADDR_CACHE: dict[str, NameAddr] = {}
+# Address text up to and including its ">" -> (URI, display name): for an address
+# seen with a new tag, only the header parameters after the ">" are parsed.
+_ADDRESS_CACHE: dict[str, tuple[Uri, str | None]] = {}
 
 
 def parse_name_addr(text: str) -> NameAddr:
@@ -221,10 +253,22 @@ def parse_name_addr(text: str) -> NameAddr:
     In the addr-spec form (no angle brackets) the URI ends at the first ``;`` or space
     and every parameter after it is a header parameter (RFC 3261 section 20.10).
 
+    :returns: a new object, which the caller may change.
     :raises BadMessage: naming the defect (unquoted display name with separators,
         unbalanced quote, spaces inside brackets, bad URI, bad parameter).
     """
+    address = _NAME_ADDR_CACHE.get(text)
+    if address is not None:
+        return address.copy()
     text = text.strip(_WSP)
+    # The memo is keyed by the text up to the last ">"; it holds only keys that the
+    # full parse below ended exactly at, so a hit parses as the full parse would.
+    head_end = text.rfind(">") + 1
+    if head_end:
+        cached = _ADDRESS_CACHE.get(text[:head_end])
+        if cached is not None:
+            address = NameAddr(cached[0], cached[1], parse_params(text, head_end))
+            return _remember_address(text, address)
     if not text:
         raise BadMessage("Empty address")
     display_name: str | None = None
@@ -236,7 +280,7 @@ def parse_name_addr(text: str) -> NameAddr:
         pos = _skip_wsp(text, match.end())
         if pos >= len(text) or text[pos] != "<":
             raise BadMessage(f"Expected '<' after display name in {text[:40]!r}")
-        return _parse_bracketed(text, pos, display_name)
+        return _parse_bracketed(text, pos, display_name, head_end)
     less_than = text.find("<")
     if less_than >= 0:
         words = text[:less_than].split()
@@ -245,11 +289,13 @@ def parse_name_addr(text: str) -> NameAddr:
                 raise BadMessage(f"Display name must be quoted: {text[:less_than]!r}")
         if words:
             display_name = " ".join(words)
-        return _parse_bracketed(text, less_than, display_name)
+        return _parse_bracketed(text, less_than, display_name, head_end)
     return _parse_addr_spec(text)
 
 
-def _parse_bracketed(text: str, less_than: int, display_name: str | None) -> NameAddr:
+def _parse_bracketed(
+    text: str, less_than: int, display_name: str | None, head_end: int
+) -> NameAddr:
     greater_than = text.find(">", less_than)
     if greater_than < 0:
         raise BadMessage(f"Missing '>' in {text[:40]!r}")
@@ -257,9 +303,22 @@ def _parse_bracketed(text: str, less_than: int, display_name: str | None) -> Nam
     if uri_text != uri_text.strip(_WSP):
         raise BadMessage(f"Whitespace inside angle brackets in {text[:40]!r}")
     uri = parse_uri(uri_text)
-    return NameAddr(
-        uri=uri, display_name=display_name, params=parse_params(text, greater_than + 1)
-    )
+    params = parse_params(text, greater_than + 1)
+    if greater_than + 1 != head_end or head_end > MAX_CACHED_TEXT_LENGTH:
+        return NameAddr(uri, display_name, params)
+    if len(_ADDRESS_CACHE) >= PARSE_CACHE_SIZE:
+        _ADDRESS_CACHE.clear()
+    _ADDRESS_CACHE[text[:head_end]] = (uri, display_name)
+    return _remember_address(text, NameAddr(uri, display_name, params))
+
+
+def _remember_address(text: str, address: NameAddr) -> NameAddr:
+    """Memoise a bracketed address parsed from ``text``; return a copy of it."""
+    if len(text) <= MAX_CACHED_TEXT_LENGTH:
+        if len(_NAME_ADDR_CACHE) >= PARSE_CACHE_SIZE:
+            _NAME_ADDR_CACHE.clear()
+        _NAME_ADDR_CACHE[text] = address
+    return address.copy()
 
 
 def _parse_addr_spec(text: str) -> NameAddr:
@@ -274,7 +333,7 @@ def _parse_addr_spec(text: str) -> NameAddr:
             raise BadMessage(
                 f"URI with {char!r} must be in angle brackets: {uri_text!r}"
             )
-    return NameAddr(uri=parse_uri(uri_text), params=parse_params(text, end))
+    return NameAddr(parse_uri(uri_text), None, parse_params(text, end))
 
 
 # --- Via ---------------------------------------------------------------------------------
@@ -325,7 +384,15 @@ class Via:
         return self.host if self.port is None else f"{self.host}:{self.port}"
 
     def __str__(self) -> str:
-        return f"{self.protocol}/{self.transport} {self.sent_by}{render_params(self.params)}"
+        sent_by = self.host if self.port is None else f"{self.host}:{self.port}"
+        params = render_params(self.params) if self.params else ""
+        return f"{self.protocol}/{self.transport} {sent_by}{params}"
+
+
+# Via text up to its first ";" (sent-protocol and sent-by, the same in every request a
+# peer sends) -> (transport, host, port, protocol). Only the parameters after it (the
+# branch, unique to each transaction) are parsed again.
+_VIA_HEAD_CACHE: dict[str, tuple[str, str, int | None, str]] = {}
 
 
 def parse_via(text: str) -> Via:
@@ -336,9 +403,19 @@ def parse_via(text: str) -> Via:
         via-parm          =  sent-protocol LWS sent-by *( SEMI via-params )
         sent-by           =  host [ COLON port ]
 
+    :returns: a new object, which the caller may change.
     :raises BadMessage: naming the defect.
     """
     text = text.strip(_WSP)
+    # The memo holds only heads that the full parse below ended exactly at (its
+    # parameters began at the first ";"), so a hit parses as the full parse would.
+    head_end = text.find(";")
+    if head_end < 0:
+        head_end = len(text)
+    cached = _VIA_HEAD_CACHE.get(text[:head_end])
+    if cached is not None:
+        params = parse_params(text, head_end)
+        return Via(cached[0], cached[1], cached[2], params, cached[3])
     match = grammar.SENT_PROTOCOL.match(text)
     if match is None:
         raise BadMessage(f"Bad Via sent-protocol in {text[:40]!r}")
@@ -366,13 +443,14 @@ def parse_via(text: str) -> Via:
             raise BadMessage(f"Bad Via port in {text[:40]!r}")
         port = int(port_match.group())
         pos = port_match.end()
-    return Via(
-        transport=transport.upper(),
-        host=host,
-        port=port,
-        params=parse_params(text, pos),
-        protocol=f"{name.upper()}/{version}",
-    )
+    transport = transport.upper()
+    protocol = f"{name.upper()}/{version}"
+    params = parse_params(text, pos)
+    if pos == head_end and head_end <= MAX_CACHED_TEXT_LENGTH:
+        if len(_VIA_HEAD_CACHE) >= PARSE_CACHE_SIZE:
+            _VIA_HEAD_CACHE.clear()
+        _VIA_HEAD_CACHE[text[:head_end]] = (transport, host, port, protocol)
+    return Via(transport, host, port, params, protocol)
 
 
 # --- CSeq --------------------------------------------------------------------------------
@@ -389,19 +467,31 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+# CSeq text -> CSeq: the few values of a dialog ("1 INVITE", "2 BYE") recur in every
+# call. CSeq is frozen, so the cached object itself is shared.
+_CSEQ_CACHE: dict[str, CSeq] = {}
+
+
 def parse_cseq(text: str) -> CSeq:
     """Parse ``1*DIGIT LWS Method``; the number must fit 32 bits (section 8.1.1.5).
 
     :raises BadMessage: naming the defect.
     """
+    cseq = _CSEQ_CACHE.get(text)
+    if cseq is not None:
+        return cseq
     match = grammar.CSEQ.fullmatch(text.strip(_WSP))
     if match is None:
         raise BadMessage(f"Bad CSeq {text[:40]!r}")
     digits = match.group(1).lstrip("0") or "0"
     if len(digits) > MAX_CSEQ_DIGITS or int(digits) > MAX_CSEQ:
         raise BadMessage(f"CSeq number {digits[:30]} does not fit 32 bits")
-    number = int(digits)
-    return CSeq(number=number, method=match.group(2))
+    cseq = CSeq(int(digits), match.group(2))
+    if len(text) <= MAX_CACHED_TEXT_LENGTH:
+        if len(_CSEQ_CACHE) >= PARSE_CACHE_SIZE:
+            _CSEQ_CACHE.clear()
+        _CSEQ_CACHE[text] = cseq
+    return cseq
 
 
 def sip_uri(address: NameAddr) -> SipUri:

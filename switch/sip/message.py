@@ -208,7 +208,6 @@ SINGLE_HEADERS = ("From", "To", "Call-ID", "CSeq", "Max-Forwards", "Content-Leng
 # The same two lists as lookup keys, for check_request's one pass over the lines.
 _MANDATORY_KEYS = tuple((name, name.lower()) for name in MANDATORY_REQUEST_HEADERS)
 _SINGLE_KEYS = tuple((name, name.lower()) for name in SINGLE_HEADERS)
-_COUNTED_KEYS = frozenset(key for _, key in _MANDATORY_KEYS + _SINGLE_KEYS)
 
 # RFC 3261 section 8.2.2.3: Require is ignored in these requests.
 REQUIRE_IGNORED_METHODS = frozenset({"ACK", "CANCEL"})
@@ -411,8 +410,12 @@ def _name_info(name: str) -> tuple[str, str]:
     return (lower, name) if canonical is None else (canonical.lower(), canonical)
 
 
+# Name -> lookup key for the spellings of _NAME_INFO: _key is on every header read.
+_KEY_OF: dict[str, str] = {spelling: info[0] for spelling, info in _NAME_INFO.items()}
+
+
 def _key(name: str) -> str:
-    return _name_info(name)[0]
+    return _KEY_OF.get(name) or _name_info(name)[0]
 
 
 # The parse cache slots that depend on each header: a mutation of one header drops
@@ -454,7 +457,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = _key(name)
+        key = _KEY_OF.get(name) or _key(name)
         # A loop, not any(): a generator costs a frame resumption per line.
         for line in self._lines:  # noqa: SIM110
             if line[0] == key:
@@ -479,7 +482,7 @@ class Headers:
 
     def get(self, name: str) -> str | None:
         """The value of the first line named ``name``, or None."""
-        key = _key(name)
+        key = _KEY_OF.get(name) or _key(name)
         for line in self._lines:
             if line[0] == key:
                 return line[2]
@@ -490,11 +493,20 @@ class Headers:
 
         Empty elements of a list header (``Allow: INVITE, , ACK``) are dropped.
         """
-        key = _key(name)
+        key = _KEY_OF.get(name) or _key(name)
         values = [line[2] for line in self._lines if line[0] == key]
         if key not in LIST_HEADERS:
             return values
-        return [item for value in values for item in split_header_values(value) if item]
+        items: list[str] = []
+        for value in values:
+            if "," in value:
+                items += [item for item in split_header_values(value) if item]
+            else:
+                # One element: what split_header_values would return, without a call.
+                value = value.strip(grammar.WSP)
+                if value:
+                    items.append(value)
+        return items
 
     def count(self, name: str) -> int:
         """How many lines are named ``name`` (not split at commas)."""
@@ -507,9 +519,16 @@ class Headers:
 
     def copy(self) -> Headers:
         """An independent copy (the parse cache is not shared)."""
-        clone = Headers()
-        clone._lines = list(self._lines)
-        return clone
+        return Headers._of_lines(list(self._lines))
+
+    @classmethod
+    def _of_lines(cls, lines: list[tuple[str, str, str]]) -> Headers:
+        """Headers holding ``lines`` (already (key, name, value)), with no cache."""
+        # Bypasses __init__, which would add the lines one by one.
+        headers = cls.__new__(cls)
+        headers._lines = lines
+        headers._cache = {}
+        return headers
 
     # --- writing
 
@@ -520,11 +539,21 @@ class Headers:
             or LF (which would inject header lines).
         """
         # Names we know (most of them) are tokens already; only others are checked.
-        if name not in _NAME_INFO and not grammar.TOKEN.fullmatch(name):
-            raise LocalProtocolError(f"Bad header name {name!r}")
+        info = _NAME_INFO.get(name)
+        if info is None:
+            if not grammar.TOKEN.fullmatch(name):
+                raise LocalProtocolError(f"Bad header name {name!r}")
+            info = _name_info(name)
         if "\r" in value or "\n" in value:
             raise LocalProtocolError(f"CR/LF in value of header {name!r}")
-        self._append(name, value)
+        # _append and _forget inlined: add runs for every header of every message built.
+        key = info[0]
+        self._lines.append((key, info[1], value))
+        if self._cache:
+            slots = _SLOTS_OF_KEY.get(key)
+            if slots is not None:
+                for slot in slots:
+                    self._cache.pop(slot, None)
 
     def set(self, name: str, value: str) -> None:
         """Replace every line named ``name`` by one line, where the first one was."""
@@ -551,12 +580,14 @@ class Headers:
         lines = self._lines
         new_line = lines.pop()
         key = new_line[0]
-        for index, line in enumerate(lines):
+        index = 0
+        for line in lines:
             if line[0] == key:
                 lines[index] = new_line
                 return index
+            index += 1
         lines.append(new_line)
-        return len(lines) - 1
+        return index
 
     def remove(self, name: str) -> None:
         """Remove every line named ``name`` (no error if there is none)."""
@@ -604,6 +635,13 @@ class Headers:
 # --- messages ---------------------------------------------------------------------------
 
 
+def _max_forwards_value(value: str) -> int:
+    """The number of a Max-Forwards value; BadMessage unless 0-255."""
+    if not grammar.DIGITS.fullmatch(value) or int(value) > MAX_FORWARDS_LIMIT:
+        raise BadMessage(f"Bad Max-Forwards {value[:20]!r}")
+    return int(value)
+
+
 class _Message:
     """Typed accessors shared by :class:`Request` and :class:`Response`.
 
@@ -643,13 +681,28 @@ class _Message:
     @property
     def vias(self) -> list[Via]:
         """Every Via value, top first (RFC 3261 section 20.42)."""
-        return self.headers._cached("vias", self._build_vias)
+        cache = self.headers._cache
+        value = cache.get("vias")
+        if value is None:
+            value = cache["vias"] = self._build_vias()
+        return value  # type: ignore[return-value]
 
     def _build_vias(self) -> list[Via]:
-        values = self.headers.get_all("Via")
-        if not values:
+        lines = [line[2] for line in self.headers._lines if line[0] == "via"]
+        # The top Via is often parsed already (transactions match on it first): when
+        # the first line holds it alone, it is reused rather than parsed again.
+        top = self.headers._cache.get("top_via")
+        vias: list[Via] = []
+        if top is not None and lines and "," not in lines[0]:
+            vias.append(top)  # type: ignore[arg-type]
+            del lines[0]
+        for line in lines:
+            for value in split_header_values(line):
+                if value:
+                    vias.append(parse_via(value))
+        if not vias:
             raise BadMessage("Missing Via header")
-        return [parse_via(value) for value in values]
+        return vias
 
     @property
     def top_via(self) -> Via:
@@ -699,10 +752,7 @@ class _Message:
     def _build_max_forwards(self) -> int | None:
         if "Max-Forwards" not in self.headers:
             return None
-        value = self.headers._single("max-forwards", "Max-Forwards")
-        if not grammar.DIGITS.fullmatch(value) or int(value) > MAX_FORWARDS_LIMIT:
-            raise BadMessage(f"Bad Max-Forwards {value[:20]!r}")
-        return int(value)
+        return _max_forwards_value(self.headers._single("max-forwards", "Max-Forwards"))
 
     @property
     def is_star_contact(self) -> bool:
@@ -712,7 +762,11 @@ class _Message:
     @property
     def contacts(self) -> list[NameAddr]:
         """Every Contact address in order; ``[]`` if none or if it is ``*``."""
-        return self.headers._cached("contacts", self._build_contacts)
+        cache = self.headers._cache
+        value = cache.get("contacts")
+        if value is None:
+            value = cache["contacts"] = self._build_contacts()
+        return value  # type: ignore[return-value]
 
     def _build_contacts(self) -> list[NameAddr]:
         values = self.headers.get_all("Contact")
@@ -723,17 +777,24 @@ class _Message:
         return [parse_name_addr(value) for value in values]
 
     def _head_lines(self, start_line: str) -> bytes:
+        # One Content-Length, always len(body): written where the first one was, else
+        # last. The other lines go through one comprehension (no per-line branches).
+        header_lines = self.headers._lines
         lines = [start_line]
-        length_written = False
-        for key, name, value in self.headers._lines:
-            if key == "content-length":
-                if length_written:
-                    continue
-                value = str(len(self.body))
-                length_written = True
-            lines.append(f"{name}: {value}")
-        if not length_written:
-            lines.append(f"Content-Length: {len(self.body)}")
+        lines += [
+            f"{name}: {value}"
+            for key, name, value in header_lines
+            if key != "content-length"
+        ]
+        length_line = f"Content-Length: {len(self.body)}"
+        if len(lines) > len(header_lines) or (
+            # exactly one Content-Length, the last line (as in most parsed messages)
+            len(lines) == len(header_lines) and header_lines[-1][0] == "content-length"
+        ):
+            lines.append(length_line)
+        else:
+            keys = [line[0] for line in header_lines]
+            lines.insert(keys.index("content-length") + 1, length_line)
         lines.append("\r\n")
         return "\r\n".join(lines).encode("utf-8")
 
@@ -760,7 +821,7 @@ class Request(_Message):
 
         :raises LocalProtocolError: if the method is not a token.
         """
-        if not grammar.TOKEN.fullmatch(self.method):
+        if self.method not in _METHODS and not grammar.TOKEN.fullmatch(self.method):
             raise LocalProtocolError(f"Method {self.method!r} is not a token")
         return self._head_lines(f"{self.method} {self.uri} {self.version}") + self.body
 
@@ -856,8 +917,12 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     lines = head.split("\r\n")
     if len(lines) != head.count("\n") + 1 or head.count("\r") != len(lines) - 1:
         raise BadMessage("Bare CR or LF in header section")
+    # The start line is checked before the header lines (its error wins).
     message = _parse_start_line(lines[0])
-    message.headers = _parse_header_lines(lines)
+    if "\n " in head or "\n\t" in head:
+        message.headers = _parse_folded_header_lines(lines)
+    else:
+        message.headers = _parse_header_lines(lines)
     try:
         message.body = _cut_body(message.headers, data, end + len(EMPTY_LINE))
     except BadMessage as error:
@@ -866,10 +931,34 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
 
 
 def _parse_header_lines(lines: list[str]) -> Headers:
+    """Header lines without folding (the usual case): one line, one header."""
     #   message-header  =  field-name HCOLON field-value CRLF (section 7.3.1),
-    #   HCOLON  =  *( SP / HTAB ) ":" SWS ; continuation lines start with SP / HTAB.
+    #   HCOLON  =  *( SP / HTAB ) ":" SWS
     # The lines go straight into the (still empty, uncached) Headers; a name we know
     # is a token already, so only unknown spellings are matched against the grammar.
+    out: list[tuple[str, str, str]] = []
+    known = _NAME_INFO
+    wsp = grammar.WSP
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise BadMessage(f"Header line without colon: {line[:40]!r}")
+        info = known.get(name)
+        if info is None:
+            name = name.rstrip(wsp)
+            info = known.get(name)
+            if info is None:
+                if not grammar.HEADER_NAME.fullmatch(name):
+                    raise BadMessage(f"Bad header name {name[:40]!r}")
+                info = _name_info(name)
+        out.append((info[0], info[1], value.strip(wsp)))
+    return Headers._of_lines(out)
+
+
+def _parse_folded_header_lines(lines: list[str]) -> Headers:
+    """Header lines where some continue on the next (section 7.3.1 folding)."""
+    # Continuation lines start with SP / HTAB; each is joined to its header with one
+    # space.
     headers = Headers()
     out = headers._lines
     known = _NAME_INFO
@@ -897,14 +986,17 @@ def _parse_header_lines(lines: list[str]) -> Headers:
 
 
 def _content_length(headers: Headers) -> int | None:
-    values = headers.get_all("Content-Length")
-    if not values:
+    value: str | None = None
+    for key, _, line_value in headers._lines:
+        if key == "content-length":
+            if value is not None and line_value != value:
+                raise BadMessage("Conflicting Content-Length headers")
+            value = line_value
+    if value is None:
         return None
-    if len(set(values)) > 1:
-        raise BadMessage("Conflicting Content-Length headers")
-    if not grammar.DIGITS.fullmatch(values[0]):
-        raise BadMessage(f"Bad Content-Length {values[0][:20]!r}")
-    return int(values[0])
+    if not grammar.DIGITS.fullmatch(value):
+        raise BadMessage(f"Bad Content-Length {value[:20]!r}")
+    return int(value)
 
 
 def _cut_body(headers: Headers, data: bytes, offset: int) -> bytes:
@@ -917,24 +1009,43 @@ def _cut_body(headers: Headers, data: bytes, offset: int) -> bytes:
     return data[offset : offset + length]
 
 
+# What _parse_start_line puts in a message until parse_message gives it its own
+# headers (never seen outside): positional arguments, and no throw-away Headers().
+_NO_HEADERS_YET = Headers()
+
+# Start-line parts seen in nearly every message, known to match their grammar rule:
+# a set lookup stands in for the regular expression (others are still matched).
+_STATUS_CODES = frozenset(
+    str(code) for code in range(100, 700) if grammar.STATUS_CODE.fullmatch(str(code))
+)
+_REASON_PHRASES = frozenset(REASON_PHRASES.values())
+_METHODS = frozenset(
+    {"ACK", "BYE", "CANCEL", "INFO", "INVITE", "MESSAGE", "NOTIFY", "OPTIONS"}
+    | {"PRACK", "PUBLISH", "REFER", "REGISTER", "SUBSCRIBE", "UPDATE"}
+)
+
+
 def _parse_start_line(line: str) -> Request | Response:
+    """The message of a start line, holding a placeholder for its headers."""
     if line[:4].upper() == "SIP/":
         #   Status-Line  =  SIP-Version SP Status-Code SP Reason-Phrase CRLF
         parts = line.split(" ", 2)
-        if not grammar.SIP_VERSION.fullmatch(parts[0]):
-            raise BadMessage(f"Bad SIP-Version {parts[0][:20]!r}")
-        if len(parts) < 2 or not grammar.STATUS_CODE.fullmatch(parts[1]):
+        version = parts[0]
+        if version != SIP_VERSION and not grammar.SIP_VERSION.fullmatch(version):
+            raise BadMessage(f"Bad SIP-Version {version[:20]!r}")
+        if len(parts) < 2 or (
+            parts[1] not in _STATUS_CODES
+            and not grammar.STATUS_CODE.fullmatch(parts[1])
+        ):
             code = parts[1][:20] if len(parts) > 1 else ""
             raise BadMessage(f"Bad status code {code!r}")
         # Deviation: "SIP/2.0 100" without the SP before an empty phrase is accepted.
         reason = parts[2] if len(parts) > 2 else ""
-        if not grammar.REASON_PHRASE.fullmatch(reason):
+        if reason not in _REASON_PHRASES and not grammar.REASON_PHRASE.fullmatch(
+            reason
+        ):
             raise BadMessage("Control character in reason phrase")
-        return Response(
-            status=int(parts[1]),
-            reason=reason,
-            version=parts[0].upper(),
-        )
+        return Response(int(parts[1]), reason, _NO_HEADERS_YET, b"", version.upper())
     #   Request-Line  =  Method SP Request-URI SP SIP-Version CRLF
     parts = line.split(" ")
     if len(parts) != 3:
@@ -943,15 +1054,11 @@ def _parse_start_line(line: str) -> Request | Response:
             f"got {len(parts)} space-separated fields"
         )
     method, uri_text, version = parts
-    if not grammar.TOKEN.fullmatch(method):
+    if method not in _METHODS and not grammar.TOKEN.fullmatch(method):
         raise BadMessage(f"Bad method {method[:20]!r}")
-    if not grammar.SIP_VERSION.fullmatch(version):
+    if version != SIP_VERSION and not grammar.SIP_VERSION.fullmatch(version):
         raise BadMessage(f"Bad SIP-Version {version[:20]!r}")
-    return Request(
-        method=method,
-        uri=parse_uri(uri_text),
-        version=version.upper(),
-    )
+    return Request(method, parse_uri(uri_text), _NO_HEADERS_YET, b"", version.upper())
 
 
 # --- stream framing ----------------------------------------------------------------------
@@ -1065,6 +1172,9 @@ class StreamFramer:
 # --- responses and validation ------------------------------------------------------------
 
 _RESPONSE_COPIED = frozenset({"via", "from", "to", "call-id", "cseq"})
+_RESPONSE_SHARED_SLOTS = ("call_id", "cseq")
+# A plain int: comparing with Status.TRYING would look the member up on every call.
+_TRYING = int(Status.TRYING)
 
 
 def make_response(
@@ -1092,21 +1202,28 @@ def make_response(
         raise LocalProtocolError(f"Status {status} outside 100-699")
     if to_tag is not None and not grammar.TOKEN.fullmatch(to_tag):
         raise LocalProtocolError(f"To tag {to_tag!r} is not a token")
-    headers = Headers()
-    for key, name, value in request.headers._lines:
-        if key not in _RESPONSE_COPIED:
-            continue
-        if key == "to" and to_tag is not None and _needs_tag(request):
-            value = f"{value};tag={to_tag}"
-        headers._append(name, value)
-    if status == Status.TRYING:
+    # The request's lines are (key, canonical name, value) already: copied as they are.
+    lines = []
+    for line in request.headers._lines:
+        key = line[0]
+        if key in _RESPONSE_COPIED:
+            if key == "to" and to_tag is not None and _needs_tag(request):
+                line = (key, line[1], f"{line[2]};tag={to_tag}")
+            lines.append(line)
+    headers = Headers._of_lines(lines)
+    if status == _TRYING:
         timestamp = request.headers.get("Timestamp")
         if timestamp is not None:
             headers._append("Timestamp", timestamp)
+    # The Call-ID and CSeq lines are copied verbatim, so their parsed values (both
+    # immutable) hold for the response too. Mutable ones (Via, From) are not shared.
+    request_cache = request.headers._cache
+    for slot in _RESPONSE_SHARED_SLOTS:
+        value = request_cache.get(slot)
+        if value is not None:
+            headers._cache[slot] = value
     return Response(
-        status=status,
-        reason=reason_phrase(status) if reason is None else reason,
-        headers=headers,
+        status, reason_phrase(status) if reason is None else reason, headers
     )
 
 
@@ -1147,16 +1264,14 @@ def check_request(
         raise ProtocolError(f"Version {request.version[:20]} Not Supported", status=505)
 
     # Header inspection (section 8.2.2): mandatory and single headers, then values.
-    counts: dict[str, int] = {}
-    for line in request.headers._lines:
-        key = line[0]
-        if key in _COUNTED_KEYS:
-            counts[key] = counts.get(key, 0) + 1
+    # The keys in one list, searched and counted by list methods (loops in C).
+    lines = request.headers._lines
+    keys = [line[0] for line in lines]
     for name, key in _MANDATORY_KEYS:
-        if key not in counts:
+        if key not in keys:
             raise ProtocolError(f"Missing {name} header")
     for name, key in _SINGLE_KEYS:
-        if counts.get(key, 0) > 1:
+        if keys.count(key) > 1:
             raise ProtocolError(f"Multiple {name} headers")
     try:
         request.vias  # noqa: B018 - parsed for validation
@@ -1169,23 +1284,32 @@ def check_request(
         raise ProtocolError(error.reason) from None
     if cseq.method != request.method:
         raise ProtocolError("CSeq method does not match request method")
-    length = request.headers.get("Content-Length")
-    if length is not None and length != str(len(request.body)):
-        raise ProtocolError("Bad Content-Length")
-    if isinstance(request.uri, SipUri) and request.uri.headers:
+    if "content-length" in keys:
+        length = lines[keys.index("content-length")][2]
+        if length != str(len(request.body)):
+            raise ProtocolError("Bad Content-Length")
+    uri = request.uri
+    if isinstance(uri, SipUri) and uri.headers:
         raise ProtocolError("Request-URI must not contain headers")
 
     # Section 8.2.2.1: the Request-URI scheme.
-    if isinstance(request.uri, AbsoluteUri):
-        raise ProtocolError(
-            f"Unsupported URI Scheme {request.uri.scheme[:20]}", status=416
-        )
+    if isinstance(uri, AbsoluteUri):
+        raise ProtocolError(f"Unsupported URI Scheme {uri.scheme[:20]}", status=416)
 
     # Section 16.3 item 2 (and RFC 7332 for a B2BUA relaying onto another leg).
-    try:
-        max_forwards = request.max_forwards
-    except BadMessage as error:
-        raise ProtocolError(error.reason) from None
+    # Max-Forwards is known to be single here, so its one value is read from the key
+    # list above (and kept, as the max_forwards accessor would keep it).
+    cache = request.headers._cache
+    if "max_forwards" in cache:
+        max_forwards = cache["max_forwards"]
+    else:
+        max_forwards = None
+        if "max-forwards" in keys:
+            try:
+                max_forwards = _max_forwards_value(lines[keys.index("max-forwards")][2])
+            except BadMessage as error:
+                raise ProtocolError(error.reason) from None
+        cache["max_forwards"] = max_forwards
     if max_forwards == 0 and request.method not in answered_locally:
         raise ProtocolError("Too Many Hops", status=483)
 
@@ -1193,7 +1317,7 @@ def check_request(
     # TODO: Proxy-Require (RFC 3261 section 16.3 item 4) is not checked; only a proxy
     # must refuse it with 420, so relaying an unknown Proxy-Require tag is the cost.
     # Option tags are compared case-sensitively (RFC 3261 section 19.2 is silent).
-    if request.method not in REQUIRE_IGNORED_METHODS:
+    if "require" in keys and request.method not in REQUIRE_IGNORED_METHODS:
         unknown = [
             tag for tag in request.headers.get_all("Require") if tag not in supported
         ]

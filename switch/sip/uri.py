@@ -9,7 +9,9 @@ exactly once on parsing and redone on rendering, so fields hold what the URI mea
 Theory of operation: the URI is cut at its delimiters by hand (``@`` ends the userinfo,
 since no other component may hold an unescaped ``@``; then ``:``, ``;`` and ``?``), and
 each piece is checked against one flat pattern from :mod:`switch.sip.grammar`. Hosts are
-lower-cased; IPv6 references keep their brackets (``[2001:db8::1]``).
+lower-cased; IPv6 references keep their brackets (``[2001:db8::1]``). Parsed URIs are
+memoised by their exact text (the same few recur in every call) and copied out, so a
+caller may still edit the URI it gets.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ IPV6_ABNF_BUG = ":::"
 
 # Hosts repeat (the same peers and proxies), so their checked form is memoised.
 HOST_CACHE_SIZE = 4096
+
+# Whole URIs repeat too (every message of a call names the same peers, contacts and
+# Request-URIs), so parse_uri memoises each text that parsed, up to this many entries
+# (the memo is emptied when full) and only for texts this short, so that a peer
+# sending long or ever-new URIs costs a bounded amount of memory.
+URI_CACHE_SIZE = 4096
+MAX_CACHED_URI_LENGTH = 256
 
 _USER_SAFE = frozenset(grammar.USER_SAFE)
 _PASSWORD_SAFE = frozenset(grammar.PASSWORD_SAFE)
@@ -174,26 +183,45 @@ class SipUri:
     params: dict[str, str | None] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
 
+    def copy(self) -> SipUri:
+        """An independent copy: its ``params`` and ``headers`` are new dicts."""
+        # Positional arguments: the dataclass __init__ binds them faster than keywords.
+        return SipUri(
+            self.scheme,
+            self.user,
+            self.password,
+            self.host,
+            self.port,
+            dict(self.params),
+            dict(self.headers),
+        )
+
     def __str__(self) -> str:
-        out = [self.scheme, ":"]
-        if self.user is not None:
-            out.append(escape(self.user, _USER_SAFE))
-            if self.password is not None:
-                out.append(":")
-                out.append(escape(self.password, _PASSWORD_SAFE))
-            out.append("@")
-        out.append(self.host_port)
+        # The usual URI (user@host:port, a few plain parameters) takes the first
+        # branches only: one f-string, no list, escape() skipped for safe text.
+        user = self.user
+        if user is None:
+            userinfo = ""
+        else:
+            if not _USER_SAFE.issuperset(user):
+                user = escape(user, _USER_SAFE)
+            if self.password is None:
+                userinfo = f"{user}@"
+            else:
+                userinfo = f"{user}:{escape(self.password, _PASSWORD_SAFE)}@"
+        port = self.port
+        host_port = self.host if port is None else f"{self.host}:{port}"
+        text = f"{self.scheme}:{userinfo}{host_port}"
         if self.params:
-            out.append(_render_params(self.params, _PARAM_SAFE))
+            text += _render_params(self.params, _PARAM_SAFE)
         if self.headers:
-            out.append("?")
-            out.append(
-                "&".join(
+            text += "?" + "&".join(
+                [
                     f"{escape(name, _HNV_SAFE)}={escape(value, _HNV_SAFE)}"
                     for name, value in self.headers.items()
-                )
+                ]
             )
-        return "".join(out)
+        return text
 
     @property
     def host_port(self) -> str:
@@ -251,6 +279,10 @@ class TelUri:
     number: str
     params: dict[str, str | None] = field(default_factory=dict)
 
+    def copy(self) -> TelUri:
+        """An independent copy: its ``params`` is a new dict."""
+        return TelUri(self.number, dict(self.params))
+
     def __str__(self) -> str:
         return f"tel:{self.number}{_render_params(self.params, _PARAM_SAFE)}"
 
@@ -281,6 +313,10 @@ class AbsoluteUri:
     scheme: str
     rest: str
 
+    def copy(self) -> AbsoluteUri:
+        """An independent copy."""
+        return AbsoluteUri(self.scheme, self.rest)
+
     def __str__(self) -> str:
         return f"{self.scheme}:{self.rest}"
 
@@ -295,13 +331,29 @@ class AbsoluteUri:
 
 Uri = SipUri | TelUri | AbsoluteUri
 
+# Text -> the URI it parsed to. The cached objects are prototypes never handed out:
+# each caller gets a copy, so a caller that edits its URI cannot change another's.
+_URI_CACHE: dict[str, Uri] = {}
+
 
 def parse_uri(text: str) -> Uri:
     """Parse a SIP, SIPS, tel or other absolute URI.
 
     :param text: the URI without surrounding whitespace or angle brackets.
+    :returns: a new object, which the caller may change.
     :raises BadMessage: with a message naming the faulty component.
     """
+    prototype = _URI_CACHE.get(text)
+    if prototype is None:
+        prototype = _parse_uri(text)
+        if len(text) <= MAX_CACHED_URI_LENGTH:
+            if len(_URI_CACHE) >= URI_CACHE_SIZE:
+                _URI_CACHE.clear()
+            _URI_CACHE[text] = prototype
+    return prototype.copy()
+
+
+def _parse_uri(text: str) -> Uri:
     colon = text.find(":")
     if colon <= 0 or not grammar.SCHEME.fullmatch(text, 0, colon):
         raise BadMessage(f"URI without a valid scheme: {text[:60]!r}")

@@ -324,3 +324,97 @@ def test_parse_cseq() -> None:
 def test_bad_cseq(text: str, message: str) -> None:
     with pytest.raises(BadMessage, match=message):
         parse_cseq(text)
+
+
+# --- the parse memos ---------------------------------------------------------------------
+
+
+def test_repeated_name_addr_parses_are_independent() -> None:
+    text = '"Alice" <sip:alice@example.com;transport=tcp>;tag=abc;expires=60'
+    first = parse_name_addr(text)
+    second = parse_name_addr(text)
+    assert first == second
+    assert first is not second
+    assert first.uri is not second.uri
+    first.params.pop("tag")
+    assert isinstance(first.uri, SipUri)
+    first.uri.params.clear()
+    first.uri.user = "mallory"
+    third = parse_name_addr(text)
+    assert third == second
+    assert third.tag == "abc"
+
+
+def test_known_address_with_a_new_tag() -> None:
+    parse_name_addr("<sip:bob@example.com>;tag=one")
+    address = parse_name_addr("<sip:bob@example.com>;tag=two;x")
+    assert address.params == {"tag": "two", "x": None}
+    assert str(address) == "<sip:bob@example.com>;tag=two;x"
+    with pytest.raises(BadMessage):
+        parse_name_addr("<sip:bob@example.com>;tag=two;;")
+    with pytest.raises(BadMessage, match="Expected ';'"):
+        parse_name_addr("<sip:bob@example.com> junk")
+
+
+@pytest.mark.parametrize(
+    ("text", "display_name", "params"),
+    [
+        # ">" inside the display name and inside a parameter value: the memo key (the
+        # text up to the last ">") must never stand for a different split.
+        ('"a>b" <sip:x@example.com>;tag=1', "a>b", {"tag": "1"}),
+        ('<sip:x@example.com>;p="y>z"', None, {"p": '"y>z"'}),
+        ('"a>b" <sip:x@example.com>;p="y>z"', "a>b", {"p": '"y>z"'}),
+    ],
+)
+def test_angle_brackets_in_quotes(
+    text: str, display_name: str | None, params: dict[str, str | None]
+) -> None:
+    for _ in range(2):
+        address = parse_name_addr(text)
+        assert address.display_name == display_name
+        assert address.uri == parse_uri("sip:x@example.com")
+        assert address.params == params
+
+
+def test_repeated_via_parses_are_independent() -> None:
+    first = parse_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport")
+    first.params["received"] = "192.0.2.1"
+    second = parse_via("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK2;rport")
+    assert second.params == {"branch": "z9hG4bK2", "rport": None}
+    assert (second.transport, second.host, second.port) == ("UDP", "10.0.0.1", 5060)
+    assert second.protocol == "SIP/2.0"
+    bare = parse_via("SIP/2.0/UDP 10.0.0.1:5060")
+    assert bare.params == {}
+    assert bare.sent_by == "10.0.0.1:5060"
+
+
+def test_via_head_memo_keeps_errors() -> None:
+    # The head parse stops before "junk": such a head is never memoised, so the error
+    # is the same every time and a well-formed Via with that host still parses.
+    for _ in range(2):
+        with pytest.raises(BadMessage, match="Expected ';'"):
+            parse_via("SIP/2.0/UDP 10.0.0.9:5060 junk;branch=z9hG4bK1")
+        with pytest.raises(BadMessage, match="Expected ';' at '6;branch"):
+            parse_via("SIP/2.0/UDP 10.0.0.9:123456;branch=z9hG4bK1")
+    via = parse_via("SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bK1")
+    assert via.branch == "z9hG4bK1"
+    for _ in range(2):
+        with pytest.raises(BadMessage, match="Empty or bad parameter name"):
+            parse_via("SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bK1 ;;")
+
+
+def test_repeated_cseq_is_shared_and_frozen() -> None:
+    assert parse_cseq("7 INVITE") is parse_cseq("7 INVITE")
+    assert parse_cseq(" 7  INVITE ") == CSeq(number=7, method="INVITE")
+
+
+def test_name_addr_copy_is_independent() -> None:
+    address = parse_name_addr("<sip:carol@example.com>;tag=t")
+    clone = address.copy()
+    assert clone == address
+    clone.params["tag"] = "u"
+    assert isinstance(clone.uri, SipUri)
+    clone.uri.params["lr"] = None
+    assert address.tag == "t"
+    assert isinstance(address.uri, SipUri)
+    assert address.uri.params == {}

@@ -191,6 +191,33 @@ def test_typed_cache_is_dropped_on_mutation() -> None:
     assert message.cseq.number == 3
 
 
+def test_vias_reuse_the_parsed_top_via() -> None:
+    message = invite(Via="SIP/2.0/UDP a.example.com;branch=z9hG4bK1")
+    message.headers.add("Via", "SIP/2.0/TCP b.example.com;branch=z9hG4bK2")
+    top = message.top_via
+    assert message.vias[0] is top
+    assert [via.branch for via in message.vias] == ["z9hG4bK1", "z9hG4bK2"]
+    # A first line holding two values: the list is read from the lines as before.
+    joined = invite(
+        Via="SIP/2.0/UDP a.example.com;branch=z9hG4bK1, "
+        "SIP/2.0/UDP c.example.com;branch=z9hG4bK3"
+    )
+    assert joined.top_via.branch == "z9hG4bK1"
+    assert [via.host for via in joined.vias] == ["a.example.com", "c.example.com"]
+
+
+def test_to_bytes_puts_content_length_where_the_first_was() -> None:
+    built = Response(status=200, reason="OK")
+    built.headers.add("Call-ID", "x")
+    built.headers.add("l", "7")
+    built.headers.add("Server", "s")
+    built.headers.add("Content-Length", "9")
+    built.body = b"ab"
+    assert built.to_bytes() == (
+        b"SIP/2.0 200 OK\r\nCall-ID: x\r\nContent-Length: 2\r\nServer: s\r\n\r\nab"
+    )
+
+
 # --- parsing -----------------------------------------------------------------------------
 
 
@@ -535,6 +562,20 @@ def test_make_response_copies_rfc_3261_8_2_6_headers() -> None:
     assert trying.headers.get("Timestamp") == "54"
     assert trying.to.tag is None
     assert "Timestamp" not in make_response(invite(), Status.TRYING).headers
+
+
+def test_make_response_shares_only_immutable_parsed_values() -> None:
+    message = invite()
+    call_id, cseq, via = message.call_id, message.cseq, message.top_via
+    reply = make_response(message, 200, to_tag="abc")
+    assert reply.call_id is call_id
+    assert reply.cseq is cseq
+    # Via and From are mutable: the response parses its own.
+    assert reply.top_via == via
+    assert reply.top_via is not via
+    reply.headers.set("CSeq", "7 INVITE")
+    assert reply.cseq.number == 7
+    assert message.cseq.number == 314159
 
 
 def test_make_response_keeps_existing_to_tag() -> None:

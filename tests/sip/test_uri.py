@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from switch.sip import uri as uri_module
 from switch.sip.errors import BadMessage
 from switch.sip.uri import (
     AbsoluteUri,
@@ -362,3 +363,68 @@ def test_render_parse_round_trip(
     parsed = parse_uri(str(uri))
     assert parsed == uri
     assert str(parsed) == str(uri)
+
+
+# --- the parse memo ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sip:1002@127.0.0.1:5060;transport=udp?subject=hi",
+        "tel:+1-201-555-0123;phone-context=example.com",
+        "urn:service:sos",
+    ],
+)
+def test_repeated_parses_are_equal_but_independent(text: str) -> None:
+    first = parse_uri(text)
+    second = parse_uri(text)
+    assert first == second
+    assert first is not second
+    if isinstance(first, SipUri):
+        first.params["lr"] = None
+        first.headers.clear()
+        first.host = "elsewhere.example.com"
+    elif isinstance(first, TelUri):
+        first.params.clear()
+    else:
+        first.rest = "changed"
+    assert parse_uri(text) == second
+    assert parse_uri(text) != first
+
+
+def test_copy_is_deep_enough_to_edit() -> None:
+    for uri in (
+        sip("sip:alice:pw@example.com:5070;maddr=10.0.0.1?x=y"),
+        parse_uri("tel:+15551234;ext=1"),
+        parse_uri("mailto:alice@example.com"),
+    ):
+        clone = uri.copy()
+        assert clone == uri
+        assert clone is not uri
+        assert str(clone) == str(uri)
+        if not isinstance(clone, AbsoluteUri):
+            assert not isinstance(uri, AbsoluteUri)
+            clone.params["new"] = "1"
+            assert "new" not in uri.params
+        if isinstance(clone, SipUri):
+            assert isinstance(uri, SipUri)
+            clone.headers["h"] = "v"
+            assert "h" not in uri.headers
+
+
+def test_errors_are_the_same_every_time() -> None:
+    for _ in range(3):
+        with pytest.raises(BadMessage, match="Bad port"):
+            parse_uri("sip:alice@example.com:port")
+
+
+def test_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(uri_module, "URI_CACHE_SIZE", 8)
+    monkeypatch.setattr(uri_module, "_URI_CACHE", {})
+    for number in range(20):
+        assert sip(f"sip:{number}@example.com").user == str(number)
+        assert len(uri_module._URI_CACHE) <= 8
+    long_text = "sip:" + "a" * uri_module.MAX_CACHED_URI_LENGTH + "@example.com"
+    assert sip(long_text).host == "example.com"
+    assert long_text not in uri_module._URI_CACHE
