@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+from asyncio import get_running_loop
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -79,6 +80,9 @@ SUPPORTED = frozenset({"replaces", "timer", "100rel"})
 Handler = Callable[[Request, Address], Awaitable[Response | None] | Response | None]
 TraceSink = Callable[[str, bytes, Address, tuple[str, int] | None], None]
 
+# The events that fail a client transaction's pending request.
+_FAILURE_EVENTS = (TransactionTimedOut, TransactionTransportError)
+
 
 class RequestTimeout(Exception):
     """A client transaction got no final response (timer B or F fired)."""
@@ -129,6 +133,9 @@ class SipStack:
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._received = self._sent = self._dropped = self._rejected = 0
+        # Our Via per transport, as (local address, text before the branch, host as
+        # parse_via normalises it): built once, used for every request we send.
+        self._via_prefixes: dict[str, tuple[tuple[str, int], str, str]] = {}
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -157,7 +164,8 @@ class SipStack:
 
     @property
     def now(self) -> float:
-        return asyncio.get_running_loop().time()
+        # The hot paths below spell this out: a property is a Python call each time.
+        return get_running_loop().time()
 
     def local_address(self, transport: str = "UDP") -> tuple[str, int]:
         return self.transports.local.get(transport) or self.transports.local["UDP"]
@@ -192,7 +200,7 @@ class SipStack:
                 self._reject(message, source, exc)
                 return
         try:
-            events = self.layer.receive(message, source, self.now)
+            events = self.layer.receive(message, source, get_running_loop().time())
         except ProtocolError as exc:
             if isinstance(message, Request):
                 self._reject(message, source, exc)
@@ -236,7 +244,7 @@ class SipStack:
                 self._dispatch(event.request, event.source, event.transaction_key)
             elif isinstance(event, ResponseReceived):
                 self._response(event.transaction_key, event.response)
-            elif isinstance(event, TransactionTimedOut | TransactionTransportError):
+            elif isinstance(event, _FAILURE_EVENTS):
                 future = self._pending.pop(event.transaction_key, None)
                 self._provisional.pop(event.transaction_key, None)
                 if future is not None and not future.done():
@@ -273,11 +281,13 @@ class SipStack:
                 request, self._failure_response(request, exc), transaction_key=key
             )
             return
+        if result is None:
+            return  # the usual case: the handler answers (or not) by itself
         if inspect.isawaitable(result):
             task = asyncio.ensure_future(self._finish(request, result, key))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        elif result is not None:
+        else:
             self.respond(request, result, transaction_key=key)
 
     async def _finish(
@@ -338,9 +348,14 @@ class SipStack:
     ) -> None:
         """Send ``response`` through the request's server transaction."""
         response.headers.set("Server", self.user_agent)
+        layer = self.layer
+        if transaction_key is None:
+            # The request the TU was handed names its transaction; without it the
+            # layer would parse the response's Via and From to find it.
+            transaction_key = layer.server_transaction_key(request)
         try:
-            self.layer.send_response(
-                response, self.now, transaction_key=transaction_key
+            layer.send_response(
+                response, get_running_loop().time(), transaction_key=transaction_key
             )
         except Exception:
             logger.exception("[%s] cannot send %d", request.call_id, response.status)
@@ -374,8 +389,9 @@ class SipStack:
             request.headers = Headers(list(request.headers)[1:])
             self._add_via(request, "TCP")
             data = request.to_bytes()
-        key = self.layer.send_request(request, destination, self.now, data=data)
-        future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
+        loop = get_running_loop()
+        key = self.layer.send_request(request, destination, loop.time(), data=data)
+        future: asyncio.Future[Response] = loop.create_future()
         self._pending[key] = future
         if on_provisional is not None:
             self._provisional[key] = on_provisional
@@ -391,24 +407,29 @@ class SipStack:
             self._add_via(ack, destination[0])
         ack.headers.set("User-Agent", self.user_agent)
         try:
-            self.layer.send_request(ack, destination, self.now)
+            self.layer.send_request(ack, destination, get_running_loop().time())
         except Exception:
             logger.exception("[%s] cannot send ACK", ack.call_id)
         self._flush()
 
     def _add_via(self, request: Request, transport: str) -> None:
         """Put our Via on top (section 8.1.1.7), above any the request already has."""
-        host, port = self.local_address(transport)
+        local = self.local_address(transport)
+        cached = self._via_prefixes.get(transport)
+        if cached is None or cached[0] != local:
+            host, port = local
+            prefix = f"SIP/2.0/{transport} {host}:{port};branch="
+            cached = (local, prefix, normalize_host(host))
+            self._via_prefixes[transport] = cached
+        (_, port), prefix, normalized = cached
         branch = new_branch()
         headers = request.headers
-        headers.prepend(
-            "Via", f"SIP/2.0/{transport} {host}:{port};branch={branch};rport"
-        )
+        headers.prepend("Via", f"{prefix}{branch};rport")
         # What parse_via would make of that line, so the transaction layer and the
         # trace need not parse our own Via back.
         headers._cache["top_via"] = Via(
             transport=transport,
-            host=normalize_host(host),
+            host=normalized,
             port=port,
             params={"branch": branch, "rport": None},
         )
@@ -426,7 +447,10 @@ class SipStack:
     def _flush(self) -> None:
         for transmit in self.layer.take_outgoing():
             self._write(transmit.data, transmit.destination)
-        self._reschedule()
+        # The loop is re-armed only when the earliest deadline moved.
+        deadline = self.layer.next_deadline()
+        if deadline != self._timer_at:
+            self._reschedule_at(deadline)
 
     def _write(self, data: bytes, destination: Address) -> None:
         self._sent += 1
@@ -441,22 +465,19 @@ class SipStack:
 
     # -- the clock ----------------------------------------------------------------
 
-    def _reschedule(self) -> None:
-        deadline = self.layer.next_deadline()
-        if deadline == self._timer_at:
-            return
+    def _reschedule_at(self, deadline: float | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         self._timer_at = deadline
         if deadline is not None:
-            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+            self._timer = get_running_loop().call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
         try:
-            events = self.layer.handle_timer(self.now)
+            events = self.layer.handle_timer(get_running_loop().time())
         except Exception:
             logger.exception("transaction timer failed")
             events = []

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from switch.sip.headers import parse_via
 from switch.sip.message import Headers, Request, Response, parse_message
 from switch.sip.timers import Timers
 from switch.sip.uri import parse_uri
@@ -173,6 +174,34 @@ def _options_to(port: int, transport: str = "UDP") -> Request:
     return Request(
         method="OPTIONS", uri=parse_uri(f"sip:phone@{HOST}:{port}"), headers=headers
     )
+
+
+async def test_our_via_follows_the_local_address_and_parses_as_cached() -> None:
+    sip = SipStack(timers=Timers(), user_agent="test/1")
+    sent: list[bytes] = []
+
+    def send(data: bytes, destination: object) -> None:
+        sent.append(data)
+
+    sip.transports.send = send  # type: ignore[method-assign,assignment]
+    branches = set()
+    for host, port in (
+        ("192.0.2.1", 5060),
+        ("192.0.2.1", 5060),
+        ("[2001:DB8::1]", 5070),
+    ):
+        sip.transports.local["UDP"] = (host, port)
+        ack = _options_to(9)
+        ack.method = "ACK"
+        sip.send_ack(ack, ("UDP", HOST, 9))
+        line = parse_message(sent[-1]).headers.get("Via")
+        assert line is not None
+        assert line.startswith(f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK")
+        assert line.endswith(";rport")
+        # The Via the stack cached for the request is what parsing its line gives.
+        assert ack.top_via == parse_via(line)
+        branches.add(ack.top_via.branch)
+    assert len(branches) == 3
 
 
 async def test_client_request_gets_final_response(stack: SipStack) -> None:

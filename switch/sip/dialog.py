@@ -54,6 +54,7 @@ STATUS_SERVER_INTERNAL_ERROR = 500
 STATUS_DOES_NOT_EXIST = 481
 REASON_DOES_NOT_EXIST = "Call/Transaction Does Not Exist"
 REASON_CSEQ_OUT_OF_ORDER = "CSeq lower than the dialog's remote sequence number"
+_MAX_FORWARDS_TEXT = str(MAX_FORWARDS)
 
 
 class DialogState(enum.Enum):
@@ -101,40 +102,36 @@ class DialogId:
 
 
 def _copy_uri(uri: Uri) -> Uri:
-    if isinstance(uri, SipUri):
+    if type(uri) is SipUri:
         # Spelled out rather than dataclasses.replace, which inspects the fields on
-        # every call; a dialog copies several URIs per request it builds.
+        # every call; a dialog copies several URIs per call. Positional arguments:
+        # the dataclass __init__ binds them faster than keywords.
         return SipUri(
-            scheme=uri.scheme,
-            user=uri.user,
-            password=uri.password,
-            host=uri.host,
-            port=uri.port,
-            params=dict(uri.params),
-            headers=dict(uri.headers),
+            uri.scheme,
+            uri.user,
+            uri.password,
+            uri.host,
+            uri.port,
+            dict(uri.params),
+            dict(uri.headers),
         )
     return dataclasses.replace(uri)
 
 
-def _copy_address(address: NameAddr) -> NameAddr:
-    return NameAddr(
-        uri=_copy_uri(address.uri),
-        display_name=address.display_name,
-        params=dict(address.params),
-    )
-
-
 def _without_tag(address: NameAddr) -> NameAddr:
-    copy = _copy_address(address)
-    copy.params.pop("tag", None)
-    return copy
+    """An independent copy of ``address`` (URI included) with no ``tag``."""
+    params = dict(address.params)
+    params.pop("tag", None)
+    return NameAddr(_copy_uri(address.uri), address.display_name, params)
 
 
-def _with_tag(address: NameAddr, tag: str) -> NameAddr:
-    copy = _copy_address(address)
+def _render_with_tag(address: NameAddr, tag: str) -> str:
+    """``address`` with ``tag`` (if any) as From/To text; the URI is rendered, not
+    copied, and ``address`` is left as it was."""
+    params = address.params
     if tag:
-        copy.params["tag"] = tag
-    return copy
+        params = {**params, "tag": tag}
+    return str(NameAddr(address.uri, address.display_name, params))
 
 
 def _record_route(message: Request | Response) -> list[NameAddr]:
@@ -142,8 +139,7 @@ def _record_route(message: Request | Response) -> list[NameAddr]:
 
 
 def _contact_uri(message: Request | Response) -> Uri | None:
-    if "Contact" not in message.headers:
-        return None
+    # No Contact line reads as no contacts, as does "*": no need to look twice.
     contacts = message.contacts
     return _copy_uri(contacts[0].uri) if contacts else None
 
@@ -209,7 +205,17 @@ class Dialog:
         self.remote_seq = remote_seq
         self.secure = secure
         self.local_contact = local_contact
-        self._log = CallIdAdapter(logger, {"call_id": dialog_id.call_id})
+        self._adapter: CallIdAdapter | None = None
+
+    @property
+    def _log(self) -> CallIdAdapter:
+        # Made on first use: a dialog logs only its transitions, at DEBUG.
+        adapter = self._adapter
+        if adapter is None:
+            adapter = self._adapter = CallIdAdapter(
+                logger, {"call_id": self.id.call_id}
+            )
+        return adapter
 
     # --- creation
 
@@ -451,11 +457,12 @@ class Dialog:
         headers = Headers()
         if via is not None:
             headers.add("Via", str(via))
-        headers.add("Max-Forwards", str(MAX_FORWARDS))
+        headers.add("Max-Forwards", _MAX_FORWARDS_TEXT)
         uri = self._route(headers)
-        headers.add("From", str(_with_tag(self.local_uri, self.id.local_tag)))
-        headers.add("To", str(_with_tag(self.remote_uri, self.id.remote_tag)))
-        headers.add("Call-ID", self.id.call_id)
+        dialog_id = self.id
+        headers.add("From", _render_with_tag(self.local_uri, dialog_id.local_tag))
+        headers.add("To", _render_with_tag(self.remote_uri, dialog_id.remote_tag))
+        headers.add("Call-ID", dialog_id.call_id)
         headers.add("CSeq", f"{cseq} {method}")
         if self.local_contact is not None and method in TARGET_REFRESH_METHODS:
             headers.add("Contact", str(self.local_contact))

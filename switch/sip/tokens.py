@@ -17,25 +17,26 @@ POOL_SIZE: Final = 4096  # bytes fetched from the kernel at a time
 
 
 class _Pool:
-    """Bytes from ``os.urandom``, consumed front to back and never reused."""
+    """Bytes from ``os.urandom``, kept as hex digits, consumed front to back and never
+    reused (two digits per byte).
 
-    __slots__ = ("data", "offset")
+    Held as text because almost every token is wanted as hex: slicing the digits
+    costs one slice, where bytes would be sliced and then converted.
+    """
+
+    __slots__ = ("offset", "text")
 
     def __init__(self) -> None:
-        self.data = b""
+        self.text = ""
         self.offset = 0
 
-    def take(self, size: int) -> bytes:
-        start = self.offset
-        end = start + size
-        if end > len(self.data):
-            self.data = os.urandom(max(POOL_SIZE, size))
-            start, end = 0, size
-        self.offset = end
-        return self.data[start:end]
+    def refill(self, size: int) -> None:
+        """Fetch a fresh page, at least ``size`` bytes; the unread rest is dropped."""
+        self.text = os.urandom(max(POOL_SIZE, size)).hex()
+        self.offset = 0
 
     def empty(self) -> None:
-        self.data = b""
+        self.text = ""
         self.offset = 0
 
 
@@ -45,7 +46,15 @@ os.register_at_fork(after_in_child=_POOL.empty)
 
 def token_hex(size: int) -> str:
     """``size`` random bytes as ``2 * size`` lowercase hex digits."""
-    return _POOL.take(size).hex()
+    # The pool is read here, not through a method: a call holds ten of these.
+    pool = _POOL
+    start = pool.offset
+    end = start + 2 * size
+    if end > len(pool.text):
+        pool.refill(size)
+        start, end = 0, 2 * size
+    pool.offset = end
+    return pool.text[start:end]
 
 
 def randbelow(limit: int) -> int:
@@ -55,6 +64,7 @@ def randbelow(limit: int) -> int:
     bits = (limit - 1).bit_length()
     size = (bits + 7) // 8
     while True:
-        value = int.from_bytes(_POOL.take(size), "big") >> (8 * size - bits)
+        # A limit of 1 takes no byte at all: "" reads as 0.
+        value = int(token_hex(size) or "0", 16) >> (8 * size - bits)
         if value < limit:
             return value

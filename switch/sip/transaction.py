@@ -307,14 +307,12 @@ STATE_TIMERS: dict[TransactionKind, dict[TransactionState, frozenset[TimerName]]
 
 # Where a server transaction only waits, its TU done with the messages it keeps
 # (see Transaction._shed_parse_caches).
-_LINGER_STATES = frozenset(
-    {
-        (TransactionKind.INVITE_SERVER, _S.COMPLETED),
-        (TransactionKind.INVITE_SERVER, _S.CONFIRMED),
-        (TransactionKind.INVITE_SERVER, _S.ACCEPTED),
-        (TransactionKind.NON_INVITE_SERVER, _S.COMPLETED),
-    }
-)
+_LINGER_STATES: dict[TransactionKind, frozenset[TransactionState]] = {
+    TransactionKind.INVITE_CLIENT: frozenset(),
+    TransactionKind.NON_INVITE_CLIENT: frozenset(),
+    TransactionKind.INVITE_SERVER: frozenset({_S.COMPLETED, _S.CONFIRMED, _S.ACCEPTED}),
+    TransactionKind.NON_INVITE_SERVER: frozenset({_S.COMPLETED}),
+}
 
 _PASS = (_A.PASS_TO_TU,)
 _SEND = (_A.SEND_RESPONSE,)
@@ -555,24 +553,15 @@ def make_non_2xx_ack(request: Request, response: Response) -> Request:
     return Request(method="ACK", uri=request.uri, headers=headers)
 
 
-def _client_key(branch: str, method: str) -> str:
-    # RFC 3261 17.1.3: the branch of the top Via and the CSeq method.
-    return f"C|{branch}|{method}"
-
-
-def _sent_by(via: Via) -> str:
-    port = "" if via.port is None else str(via.port)
-    return f"{via.host.lower()}:{port}"
-
-
 def _server_key(
     via: Via, method: str, from_tag: str | None, call_id: str, cseq_number: int
 ) -> str:
     # The caller passes INVITE for an ACK: RFC 3261 17.2.3 matches it to the INVITE.
-    branch = via.branch
+    branch = via.params.get("branch")
     if branch is not None and branch.startswith(MAGIC_COOKIE):
         # RFC 3261 17.2.3: branch, sent-by and method.
-        return f"S|{branch}|{_sent_by(via)}|{method}"
+        port = via.port
+        return f"S|{branch}|{via.host.lower()}:{'' if port is None else port}|{method}"
     # RFC 3261 17.2.3, last paragraphs (RFC 2543 peers): top Via, From tag, Call-ID,
     # CSeq; Request-URI and To tag are checked on the transaction itself since a
     # response (which send_response must map to its transaction) carries neither.
@@ -583,14 +572,6 @@ def _request_server_key(request: Request, method: str) -> str:
     return _server_key(
         request.top_via, method, request.from_.tag, request.call_id, request.cseq.number
     )
-
-
-def _response_input(status: int, *, sending: bool) -> TransactionInput:
-    if status < 200:
-        return _I.SEND_1XX if sending else _I.RECEIVE_1XX
-    if status < 300:
-        return _I.SEND_2XX if sending else _I.RECEIVE_2XX
-    return _I.SEND_300_699 if sending else _I.RECEIVE_300_699
 
 
 # --- the state machine ----------------------------------------------------------------
@@ -655,6 +636,26 @@ def _ignore_timer(key: str, name: TimerName, deadline: float) -> None:
     """The default scheduler of a transaction driven by hand."""
 
 
+# Timers.initial answered once per (Timers, reliable) rather than per timer started.
+# Keyed by id: a Timers' generated __hash__ is Python code; the entry keeps the
+# Timers alive, so its id cannot be reused while the entry exists.
+_INITIAL_INTERVALS: dict[
+    tuple[int, bool], tuple[Timers, dict[TimerName, float | None]]
+] = {}
+_INITIAL_INTERVALS_LIMIT = 64
+
+
+def _initial_intervals(timers: Timers, reliable: bool) -> dict[TimerName, float | None]:
+    entry = _INITIAL_INTERVALS.get((id(timers), reliable))
+    if entry is not None and entry[0] is timers:
+        return entry[1]
+    if len(_INITIAL_INTERVALS) >= _INITIAL_INTERVALS_LIMIT:
+        _INITIAL_INTERVALS.clear()
+    intervals = {name: timers.initial(name, reliable=reliable) for name in TimerName}
+    _INITIAL_INTERVALS[id(timers), reliable] = (timers, intervals)
+    return intervals
+
+
 class Transaction:
     """One transaction: its state machine plus messages, destination and deadlines.
 
@@ -662,9 +663,38 @@ class Transaction:
     ``outgoing``; armed timers are reported to ``scheduler`` and kept in
     :meth:`deadline`.
 
+    The ``(state, input)`` table is the one :class:`TransactionStateMachine` runs,
+    read here directly rather than through a machine object: a bridged call drives a
+    dozen transactions, and the extra object and call per input were a measurable
+    share of the switch's cost per call.
+
     :param peer: the request's destination (client) or the response destination
         (server, from :func:`response_destination`).
     """
+
+    __slots__ = (
+        "_ack_bytes",
+        "_adapter",
+        "_deadlines",
+        "_heap",
+        "_initial",
+        "_intervals",
+        "_last_response_bytes",
+        "_next_sequence",
+        "_outgoing",
+        "_request_bytes",
+        "_scheduler",
+        "_state",
+        "_state_timers",
+        "_table",
+        "_timers",
+        "key",
+        "kind",
+        "last_response",
+        "peer",
+        "reliable",
+        "request",
+    )
 
     def __init__(
         self,
@@ -681,13 +711,20 @@ class Transaction:
         self.key = key
         self.request = request
         self.peer = peer
-        self.reliable = is_reliable(peer)
+        self.reliable = reliable = peer[0].upper() != UNRELIABLE_TRANSPORT
         self.last_response: Response | None = None
         self._timers = timers
+        self._initial = _initial_intervals(timers, reliable)
         self._outgoing = outgoing
         self._scheduler = scheduler
-        self._log = CallIdAdapter(logger, {"call_id": request.call_id})
-        self._machine = TransactionStateMachine(kind, log=self._log)
+        # Set by the layer that owns this transaction: its timer heap, pushed onto
+        # directly instead of through ``scheduler`` (one call less per timer).
+        self._heap: list[tuple[float, int, str, TimerName]] | None = None
+        self._next_sequence: Callable[[], int] | None = None
+        self._adapter: CallIdAdapter | None = None
+        self._state = INITIAL_STATES[kind]
+        self._table = TRANSITIONS[kind]
+        self._state_timers = STATE_TIMERS[kind]
         self._request_bytes: bytes | None = None
         self._last_response_bytes: bytes | None = None
         self._ack_bytes: bytes | None = None
@@ -697,7 +734,17 @@ class Transaction:
     @property
     def state(self) -> TransactionState:
         """The current state."""
-        return self._machine.state
+        return self._state
+
+    @property
+    def _log(self) -> CallIdAdapter:
+        # Made on first use: most transactions never log above DEBUG.
+        adapter = self._adapter
+        if adapter is None:
+            adapter = self._adapter = CallIdAdapter(
+                logger, {"call_id": self.request.call_id}
+            )
+        return adapter
 
     def deadline(self, name: TimerName) -> float | None:
         """When timer ``name`` fires, or ``None`` if it is not running."""
@@ -712,14 +759,11 @@ class Transaction:
 
         :param data: the request as already rendered, if the caller has it.
         """
-        if self.kind not in (
-            TransactionKind.INVITE_CLIENT,
-            TransactionKind.NON_INVITE_CLIENT,
-        ):
+        if self.kind not in _CLIENT_KINDS:
             raise LocalProtocolError("only a client transaction sends its request")
-        self._request_bytes = data or self.request.to_bytes()
-        self._transmit(self._request_bytes)
-        for name in STATE_TIMERS[self.kind][self.state]:
+        self._request_bytes = data = data or self.request.to_bytes()
+        self._outgoing.append(Transmit(data=data, destination=self.peer))
+        for name in self._state_timers[self._state]:
             self._start_timer(name, now, fired=False)
 
     def handle(
@@ -737,27 +781,50 @@ class Transaction:
         :raises LocalProtocolError: the input is not allowed in this state (the
             transaction is then Terminated and sends nothing more).
         """
-        old_state = self.state
+        old_state = self._state
+        deadlines = self._deadlines
         fired = _INPUT_TIMERS.get(event)
         if fired is not None:
-            self._deadlines.pop(fired, None)
-        try:
-            transition = self._machine.process(event)
-        except LocalProtocolError:
-            self._deadlines.clear()
-            raise
+            deadlines.pop(fired, None)
+        transition = self._table.get((old_state, event))
+        if transition is None:
+            self._set_state(_S.TERMINATED)
+            deadlines.clear()
+            raise LocalProtocolError(
+                f"{self.kind.value} transaction cannot take {event.value!r} "
+                f"in {old_state.value}"
+            )
+        target = transition.target
+        if target is not old_state:
+            # _set_state, inlined for the inputs that reach the table.
+            if logger.isEnabledFor(logging.DEBUG):
+                self._log_transition(target)
+            self._state = target
         events: list[Event] = []
         for action in transition.actions:
             self._run(action, events, message, source)
-        if transition.target is not old_state:
-            allowed = STATE_TIMERS[self.kind][transition.target]
-            for name in [name for name in self._deadlines if name not in allowed]:
-                del self._deadlines[name]
-            if (self.kind, transition.target) in _LINGER_STATES:
+        if target is not old_state:
+            if deadlines:
+                allowed = self._state_timers[target]
+                for name in [name for name in deadlines if name not in allowed]:
+                    del deadlines[name]
+            if target in _LINGER_STATES[self.kind]:
                 self._shed_parse_caches()
         for name in transition.start:
             self._start_timer(name, now, fired=name is fired)
         return events
+
+    def _set_state(self, state: TransactionState) -> None:
+        if state is self._state:
+            return
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log_transition(state)
+        self._state = state
+
+    def _log_transition(self, state: TransactionState) -> None:
+        self._log.debug(
+            "%s transaction %s -> %s", self.kind.value, self._state.value, state.value
+        )
 
     def _shed_parse_caches(self) -> None:
         """Drop the parsed headers of the messages kept only to absorb retransmissions.
@@ -781,7 +848,12 @@ class Transaction:
         message: Request | Response | None,
         source: Address | None,
     ) -> None:
-        if action is _A.PASS_TO_TU:
+        if action is _A.SEND_RESPONSE:
+            if isinstance(message, Response):
+                self.last_response = message
+                self._last_response_bytes = data = message.to_bytes()
+                self._outgoing.append(Transmit(data=data, destination=self.peer))
+        elif action is _A.PASS_TO_TU:
             if isinstance(message, Response):
                 events.append(
                     ResponseReceived(response=message, transaction_key=self.key)
@@ -804,11 +876,6 @@ class Transaction:
                 self._transmit(self._ack_bytes)
         elif action is _A.RETRANSMIT_REQUEST:
             self._transmit(self._request_bytes or self.request.to_bytes())
-        elif action is _A.SEND_RESPONSE:
-            if isinstance(message, Response):
-                self.last_response = message
-                self._last_response_bytes = message.to_bytes()
-                self._transmit(self._last_response_bytes)
         elif action is _A.RESEND_RESPONSE:
             if self._last_response_bytes is not None:
                 self._transmit(self._last_response_bytes)
@@ -826,19 +893,23 @@ class Transaction:
             )
 
     def _start_timer(self, name: TimerName, now: float, *, fired: bool) -> None:
-        previous = self._intervals.get(name)
-        if fired and previous is not None:
+        previous = self._intervals.get(name) if fired else None
+        if previous is not None:
             interval: float | None = self._timers.backoff(
-                name, previous, proceeding=self.state is _S.PROCEEDING
+                name, previous, proceeding=self._state is _S.PROCEEDING
             )
         else:
-            interval = self._timers.initial(name, reliable=self.reliable)
+            interval = self._initial[name]
         if interval is None:
             return
         self._intervals[name] = interval
         deadline = now + interval
         self._deadlines[name] = deadline
-        self._scheduler(self.key, name, deadline)
+        heap = self._heap
+        if heap is not None and self._next_sequence is not None:
+            heapq.heappush(heap, (deadline, self._next_sequence(), self.key, name))
+        else:
+            self._scheduler(self.key, name, deadline)
 
     def _transmit(self, data: bytes) -> None:
         self._outgoing.append(Transmit(data=data, destination=self.peer))
@@ -876,11 +947,16 @@ class TransactionLayer:
         self._merge_index: dict[_MergeKey, str] = {}
         self._merge_keys: dict[str, _MergeKey] = {}
         self._heap: list[tuple[float, int, str, TimerName]] = []
-        self._sequence = itertools.count()
+        # Ties in the heap are broken by push order, never by comparing names.
+        self._next_sequence = itertools.count().__next__
         self._outgoing: list[Transmit] = []
         self._pending: list[Event] = []
         # Transactions the layer runs for itself (the 482 answers): no events.
         self._silent: set[str] = set()
+        # Server transactions by id() of the request that created them, for
+        # server_transaction_key; each entry lives as long as its transaction, which
+        # holds the request, so the id cannot be reused meanwhile.
+        self._server_by_request: dict[int, Transaction] = {}
 
     # --- public API
 
@@ -897,7 +973,9 @@ class TransactionLayer:
             events = self._receive_response(message, now)
         else:
             events = self._receive_request(message, source, now)
-        return self._take_pending() + events
+        if self._pending:
+            return self._take_pending() + events
+        return events
 
     def send_request(
         self,
@@ -919,12 +997,14 @@ class TransactionLayer:
         :raises LocalProtocolError: no usable Via, or the branch is already in use.
         """
         try:
-            branch = request.top_via.branch
+            branch = request.top_via.params.get("branch")
         except ProtocolError as error:
             raise LocalProtocolError(f"request has no usable Via: {error}") from error
         if branch is None or not branch.startswith(MAGIC_COOKIE):
             raise LocalProtocolError(f"branch {branch!r} lacks the magic cookie")
-        key = _client_key(branch, request.method)
+        # RFC 3261 17.1.3: a client transaction is its branch and method (the same
+        # key is built in _receive_response).
+        key = f"C|{branch}|{request.method}"
         if request.method == "ACK":
             self._outgoing.append(
                 Transmit(data=data or request.to_bytes(), destination=destination)
@@ -965,8 +1045,26 @@ class TransactionLayer:
         transaction = self._server.get(key)
         if transaction is None:
             raise LocalProtocolError(f"no server transaction {key}")
-        event = _response_input(response.status, sending=True)
+        status = response.status
+        if status < 200:
+            event = _I.SEND_1XX
+        elif status < 300:
+            event = _I.SEND_2XX
+        else:
+            event = _I.SEND_300_699
         self._pending.extend(self._drive(transaction, event, now, message=response))
+
+    def server_transaction_key(self, request: Request) -> str | None:
+        """The key of the live server transaction that ``request`` created, if any.
+
+        Found by the request object itself (the one :class:`RequestReceived` carried),
+        so a TU answering it needs neither the key nor a parse of its response's Via
+        and From, which :meth:`send_response` would otherwise match on.
+        """
+        transaction = self._server_by_request.get(id(request))
+        if transaction is not None and transaction.request is request:
+            return transaction.key
+        return None
 
     def transport_error(self, key: str, now: float) -> list[Event]:
         """The transport failed to send for transaction ``key`` (RFC 3261 17.1.4)."""
@@ -980,21 +1078,27 @@ class TransactionLayer:
         """Fire every timer due at ``now``; return the events for the TU."""
         events = self._take_pending()
         heap = self._heap
+        client = self._client
+        server = self._server
         while heap and heap[0][0] <= now:
             deadline, _, key, name = heapq.heappop(heap)
-            transaction = self._lookup(key)
-            if transaction is None or transaction.deadline(name) != deadline:
+            # Most entries are stale (a timer stopped early): lookups inlined.
+            transaction = client.get(key) or server.get(key)
+            if transaction is None or transaction._deadlines.get(name) != deadline:
                 continue
             events.extend(self._drive(transaction, TIMER_INPUTS[name], now))
         return events
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next run, or ``None`` with no timer running."""
+        # Runs after every message the stack handles: lookups inlined.
         heap = self._heap
+        client = self._client
+        server = self._server
         while heap:
             deadline, _, key, name = heap[0]
-            transaction = self._lookup(key)
-            if transaction is not None and transaction.deadline(name) == deadline:
+            transaction = client.get(key) or server.get(key)
+            if transaction is not None and transaction._deadlines.get(name) == deadline:
                 return deadline
             heapq.heappop(heap)
         return None
@@ -1002,9 +1106,12 @@ class TransactionLayer:
     def take_outgoing(self) -> list[Transmit]:
         """Everything to put on the wire since the last call, in order."""
         # Cleared in place: every transaction holds a reference to this very list.
-        outgoing = list(self._outgoing)
-        self._outgoing.clear()
-        return outgoing
+        outgoing = self._outgoing
+        if not outgoing:
+            return []
+        taken = outgoing[:]
+        outgoing.clear()
+        return taken
 
     def transaction_state(self, key: str) -> TransactionState | None:
         """The state of transaction ``key``, or ``None`` once it is gone."""
@@ -1038,11 +1145,11 @@ class TransactionLayer:
                 self._pending.append(TransactionTerminated(transaction_key=key))
             self._silent.discard(key)
             raise
-        if transaction.state is _S.TERMINATED:
+        if transaction._state is _S.TERMINATED:
             self._forget(transaction)
             events.append(TransactionTerminated(transaction_key=key))
-        if key in self._silent:
-            if transaction.state is _S.TERMINATED:
+        if self._silent and key in self._silent:
+            if transaction._state is _S.TERMINATED:
                 self._silent.discard(key)
             return []
         return events
@@ -1056,6 +1163,9 @@ class TransactionLayer:
             merge_key = self._merge_keys.pop(key, None)
             if merge_key is not None:
                 del self._merge_index[merge_key]
+            request_id = id(transaction.request)
+            if self._server_by_request.get(request_id) is transaction:
+                del self._server_by_request[request_id]
 
     def _lookup(self, key: str) -> Transaction | None:
         return self._client.get(key) or self._server.get(key)
@@ -1063,7 +1173,7 @@ class TransactionLayer:
     def _new_transaction(
         self, kind: TransactionKind, key: str, request: Request, peer: Address
     ) -> Transaction:
-        return Transaction(
+        transaction = Transaction(
             kind=kind,
             key=key,
             request=request,
@@ -1072,9 +1182,13 @@ class TransactionLayer:
             outgoing=self._outgoing,
             scheduler=self._schedule,
         )
+        # What _schedule does, done by the transaction itself (see _start_timer).
+        transaction._heap = self._heap
+        transaction._next_sequence = self._next_sequence
+        return transaction
 
     def _schedule(self, key: str, name: TimerName, deadline: float) -> None:
-        heapq.heappush(self._heap, (deadline, next(self._sequence), key, name))
+        heapq.heappush(self._heap, (deadline, self._next_sequence(), key, name))
 
     def _take_pending(self) -> list[Event]:
         pending, self._pending = self._pending, []
@@ -1083,7 +1197,9 @@ class TransactionLayer:
     # --- private: receiving
 
     def _match_server(self, request: Request, method: str) -> Transaction | None:
-        key = _request_server_key(request, method)
+        return self._match_server_key(request, _request_server_key(request, method))
+
+    def _match_server_key(self, request: Request, key: str) -> Transaction | None:
         transaction = self._server.get(key)
         if transaction is None or not key.startswith("2543|"):
             return transaction
@@ -1106,7 +1222,9 @@ class TransactionLayer:
     ) -> list[Event]:
         method = request.method
         if method == "ACK":
-            transaction = self._match_server(request, "INVITE")
+            transaction = self._match_server_key(
+                request, _request_server_key(request, "INVITE")
+            )
             if transaction is None:
                 # RFC 3261 17.2.3 / RFC 6026 8.7: an ACK for a 2xx matches nothing.
                 return [
@@ -1117,16 +1235,16 @@ class TransactionLayer:
             return self._drive(
                 transaction, _I.RECEIVE_ACK, now, message=request, source=source
             )
-        transaction = self._match_server(request, method)
+        key = _request_server_key(request, method)
+        transaction = self._match_server_key(request, key)
         if transaction is not None:
             return self._drive(transaction, _I.RECEIVE_REQUEST, now, message=request)
-        return self._new_server_transaction(request, source, now)
+        return self._new_server_transaction(request, source, now, key)
 
     def _new_server_transaction(
-        self, request: Request, source: Address, now: float
+        self, request: Request, source: Address, now: float, key: str
     ) -> list[Event]:
         method = request.method
-        key = _request_server_key(request, method)
         if key in self._server:
             # RFC 2543 matching found the key but not the Request-URI or To tag: the
             # same Via, From tag, Call-ID and CSeq on another request is garbage.
@@ -1167,6 +1285,7 @@ class TransactionLayer:
             self._merge_index[merge_key] = key
             self._merge_keys[key] = merge_key
         self._server[key] = transaction
+        self._server_by_request[id(request)] = transaction
 
         cancelled = None
         if method == "CANCEL":
@@ -1191,15 +1310,23 @@ class TransactionLayer:
         # TODO: RFC 3261 18.1.2 also wants the top Via's sent-by checked against the
         # value we inserted; only the 64-bit random branch is matched, so a forged
         # response must guess it.
-        branch = response.top_via.branch
+        branch = response.top_via.params.get("branch")
         transaction = None
         if branch is not None:
-            transaction = self._client.get(_client_key(branch, response.cseq.method))
+            # RFC 3261 17.1.3: top Via branch and CSeq method, as in send_request.
+            key = f"C|{branch}|{response.cseq.method}"
+            transaction = self._client.get(key)
         if transaction is None:
             # RFC 6026 (updating RFC 3261 18.1.2): a stray response is dropped.
             logger.debug(
                 "[%s] stray %d response dropped", response.call_id, response.status
             )
             return []
-        event = _response_input(response.status, sending=False)
+        status = response.status
+        if status < 200:
+            event = _I.RECEIVE_1XX
+        elif status < 300:
+            event = _I.RECEIVE_2XX
+        else:
+            event = _I.RECEIVE_300_699
         return self._drive(transaction, event, now, message=response)

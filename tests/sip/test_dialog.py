@@ -375,6 +375,38 @@ def test_create_ack_uses_the_invite_cseq() -> None:
     assert ack.headers.get("Proxy-Authorization") == 'Digest username="a"'
 
 
+def test_building_requests_leaves_the_dialog_addresses_as_they_were() -> None:
+    # From and To are rendered from the dialog's own addresses (not copies of them):
+    # the tags must reach the wire and never the dialog, nor one request the next.
+    dialog = uac_dialog()
+    local, remote = str(dialog.local_uri), str(dialog.remote_uri)
+    first = wire(dialog.create_request("INFO"))
+    second = wire(dialog.create_request("INFO"))
+    for built in (first, second):
+        assert (
+            built.headers.get("From")
+            == '"Alice" <sip:alice@atlanta.example>;tag=alicetag'
+        )
+        assert built.headers.get("To") == "<sip:bob@biloxi.example>;tag=bobtag"
+    assert (str(dialog.local_uri), str(dialog.remote_uri)) == (local, remote)
+    assert "tag" not in dialog.local_uri.params
+    assert "tag" not in dialog.remote_uri.params
+    # The Request-URI is the request's own: changing it leaves the dialog alone.
+    assert isinstance(first.uri, SipUri)
+    built = dialog.create_request("INFO")
+    assert isinstance(built.uri, SipUri)
+    built.uri.params["changed"] = "yes"
+    assert "changed" not in str(dialog.remote_target)
+
+
+def test_rfc_2543_peer_without_tag_gets_an_untagged_to() -> None:
+    invite = request(from_tag=None)
+    dialog = Dialog.from_uas(invite, local_tag="mytag", local_contact=CONTACT)
+    bye = wire(dialog.create_request("BYE"))
+    assert bye.headers.get("To") == '"Alice" <sip:alice@atlanta.example>'
+    assert bye.headers.get("From") == "<sip:bob@biloxi.example>;tag=mytag"
+
+
 # --- receiving requests (12.2.2) ------------------------------------------------------
 
 

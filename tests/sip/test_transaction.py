@@ -988,6 +988,51 @@ def test_server_matching_uses_branch_sent_by_and_method() -> None:
     assert len(layer) == 3
 
 
+def test_server_transaction_key_names_the_transaction_of_that_very_request() -> None:
+    layer = TransactionLayer(send_trying=False)
+    invite = request()
+    (event,) = layer.receive(invite, UDP_PEER, 0.0)
+    assert isinstance(event, RequestReceived)
+    assert layer.server_transaction_key(invite) == event.transaction_key
+    # An equal request that is not the one received names nothing; nor does an ACK
+    # for a 2xx, which has no transaction of its own.
+    assert layer.server_transaction_key(request()) is None
+    ack = request("ACK", branch="z9hG4bKack", to_tag="totag")
+    assert layer.receive(ack, UDP_PEER, 0.0)[0].transaction_key is None
+    assert layer.server_transaction_key(ack) is None
+    # Answered by that key, the response goes where the request's Via says.
+    busy = make_response(invite, 486, to_tag="totag")
+    layer.send_response(busy, 0.1, transaction_key=layer.server_transaction_key(invite))
+    assert layer.take_outgoing() == [
+        Transmit(data=busy.to_bytes(), destination=UDP_PEER)
+    ]
+    # Once the transaction is over the request names nothing any more.
+    run_until(layer, 100.0)
+    assert layer.transaction_state(event.transaction_key) is None
+    assert layer.server_transaction_key(invite) is None
+
+
+def test_merged_request_answered_482_has_no_transaction_for_the_tu() -> None:
+    layer = TransactionLayer(send_trying=False)
+    layer.receive(request(), UDP_PEER, 0.0)
+    merged = request(branch="z9hG4bKother")
+    assert layer.receive(merged, UDP_PEER, 0.0) == []
+    assert statuses(layer.take_outgoing()) == [482]
+    assert layer.server_transaction_key(merged) is None
+
+
+def test_transactions_start_timers_with_the_values_of_their_own_timers() -> None:
+    # The layer answers Timers.initial once per Timers object and transport kind;
+    # two equal-looking layers with different T1 must not share the answer.
+    for t1 in (0.5, 0.1, 0.5):
+        layer = TransactionLayer(timers=Timers(t1=t1, t2=4.0))
+        layer.send_request(request(), UDP_PEER, 0.0)
+        assert layer.next_deadline() == pytest.approx(t1)  # timer A
+        tcp = TransactionLayer(timers=Timers(t1=t1, t2=4.0))
+        tcp.send_request(request(transport="TCP"), TCP_PEER, 0.0)
+        assert tcp.next_deadline() == pytest.approx(64 * t1)  # timer B, no A
+
+
 def test_cancel_matches_the_invite_by_branch() -> None:
     layer = TransactionLayer(send_trying=False)
     invite = request()
