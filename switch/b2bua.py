@@ -276,7 +276,7 @@ class B2bua:
         for call in calls:
             call.end(hangup_by="switch", status=STATUS_SERVICE_UNAVAILABLE, cause=41)
         if calls:
-            await asyncio.sleep(0.05)  # the BYE/CANCEL tasks send on their first step
+            await asyncio.sleep(0.05)  # re-INVITE and transfer tasks send on their first step
 
     # ------------------------------------------------------------ registries
 

@@ -246,6 +246,26 @@ def ordered_codecs(first: str | None) -> tuple[Codec, ...]:
     return (*voice, TELEPHONE_EVENT_8000)
 
 
+def _log_outcome(request: Request, future: asyncio.Future[Response]) -> None:
+    """How a request sent by :meth:`Call._send_and_forget` ended, for the log."""
+    if future.cancelled():
+        return
+    error = future.exception()
+    if isinstance(error, RequestTimeout):
+        logger.info("[%s] %s timed out", request.call_id, request.method)
+    elif error is not None:
+        logger.error(
+            "[%s] %s failed",
+            request.call_id,
+            request.method,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+    else:
+        logger.debug(
+            "[%s] %s: %d", request.call_id, request.method, future.result().status
+        )
+
+
 class Call:
     """One call through the switch; see the module doc for the life of it.
 
@@ -1001,7 +1021,7 @@ class Call:
         leg.pracked.add((tag, rseq))
         rack = ("RAck", f"{rseq} {invite.cseq.number} INVITE")
         prack = dialog.create_request("PRACK", headers=(rack,))
-        self.spawn(self._send_and_forget(prack, leg.destination), "PRACK")
+        self._send_and_forget(prack, leg.destination)
 
     def _start_early_media(self, leg: Leg, response: Response) -> None:
         """A 183 with SDP: take it as the answer for now and bridge at once."""
@@ -1125,7 +1145,7 @@ class Call:
         leg.log.info("extra 2xx from %s: ACK and BYE", response.to.tag)
         self.stack.send_ack(extra.create_ack(leg.invite.cseq.number), leg.destination)
         bye = extra.create_request("BYE", headers=(reason_header(16),))
-        self.spawn(self._send_and_forget(bye, leg.destination), "BYE")
+        self._send_and_forget(bye, leg.destination)
 
     def _cancel_leg(
         self,
@@ -1152,23 +1172,22 @@ class Call:
         for name, value in leg.cancel_headers:
             cancel.headers.add(name, value)
         leg.log.info("CANCEL leg %s", leg.leg_id)
-        self.spawn(
-            self._send_and_forget(cancel, leg.destination, add_via=False), "CANCEL"
-        )
+        self._send_and_forget(cancel, leg.destination, add_via=False)
 
-    async def _send_and_forget(
+    def _send_and_forget(
         self,
         request: Request,
         destination: tuple[str, str, int],
         *,
         add_via: bool = True,
     ) -> None:
+        """Send ``request`` now; its outcome is only logged (no task waits for it)."""
         try:
-            response = await self.stack.request(request, destination, add_via=add_via)
-        except RequestTimeout:
-            logger.info("[%s] %s timed out", request.call_id, request.method)
+            future = self.stack.send_request(request, destination, add_via=add_via)
+        except Exception:
+            self.log.exception("call %s: %s not sent", self.call_id, request.method)
             return
-        logger.debug("[%s] %s: %d", request.call_id, request.method, response.status)
+        future.add_done_callback(functools.partial(_log_outcome, request))
 
     def send_bye(self, leg: Leg, *, cause: int) -> None:
         """Send BYE on a confirmed (or answered) leg; the dialog ends at once."""
@@ -1181,7 +1200,7 @@ class Call:
             return
         dialog.terminate()
         leg.log.info("BYE leg %s", leg.leg_id)
-        self.spawn(self._send_and_forget(bye, leg.destination), "BYE")
+        self._send_and_forget(bye, leg.destination)
 
     # ------------------------------------------------------------ ending
 

@@ -378,6 +378,25 @@ class SipStack:
             (a CANCEL takes its INVITE's, section 9.1).
         :raises RequestTimeout: no final response before timer B/F.
         """
+        return await self.send_request(
+            request, destination, on_provisional=on_provisional, add_via=add_via
+        )
+
+    def send_request(
+        self,
+        request: Request,
+        destination: Address,
+        *,
+        on_provisional: Callable[[Response], None] | None = None,
+        add_via: bool = True,
+    ) -> asyncio.Future[Response]:
+        """:meth:`request`, sent at once, as a future of the final response.
+
+        For a request whose answer nobody waits for (a BYE, a CANCEL): a callback on
+        the future costs less than a task that awaits it, and the request leaves now
+        rather than on the task's first step. The future fails with
+        :class:`RequestTimeout` when timer B/F fires.
+        """
         transport = destination[0]
         if add_via:
             self._add_via(request, transport)
@@ -396,7 +415,7 @@ class SipStack:
         if on_provisional is not None:
             self._provisional[key] = on_provisional
         self._flush()
-        return await future
+        return future
 
     def send_ack(self, ack: Request, destination: Address) -> None:
         """Send the ACK for a 2xx: no transaction, a fresh branch (section 13.2.2.4).

@@ -111,6 +111,18 @@ class FakeStack:
         on_provisional: Callable[[Response], None] | None = None,
         add_via: bool = True,
     ) -> Response:
+        return await self.send_request(
+            request, destination, on_provisional=on_provisional, add_via=add_via
+        )
+
+    def send_request(
+        self,
+        request: Request,
+        destination: Address,
+        *,
+        on_provisional: Callable[[Response], None] | None = None,
+        add_via: bool = True,
+    ) -> asyncio.Future[Response]:
         if add_via:
             branch = f"z9hG4bKout{next(self._branches)}"
             request.headers.add("Via", f"SIP/2.0/UDP 127.0.0.1:5060;branch={branch}")
@@ -119,7 +131,7 @@ class FakeStack:
             request.headers = type(request.headers)([lines[-1], *lines[:-1]])
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self.sent.append(Sent(request, destination, future, on_provisional))
-        return await future
+        return future
 
     def send_ack(self, ack: Request, destination: Address) -> None:
         self.acks.append(ack)
