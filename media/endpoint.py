@@ -19,6 +19,9 @@ negotiated payload type from the expected address (CSRCs, extensions, padding,
 telephone-event, comfort noise, RTCP on the RTP port, strangers, the packet to latch
 on, garbage) leave the straight line for slower methods.  Nothing on the receive path
 raises: every bad datagram is counted under a reason and dropped, with one DEBUG line.
+The RTCP sockets, read a few times a minute, share one epoll set that is a single loop
+reader (:class:`ReaderGroup`): set-up and teardown are where a short call spends most
+of its media time, and a loop reader per socket is the dearest part of them.
 
 Symmetric RTP (RFC 4961): everything is sent from the socket packets are received on.
 With ``latching`` on (phones behind NAT) the first valid packet fixes the remote address
@@ -41,10 +44,10 @@ figures restart cleanly.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import random
+import select
 import socket
 import struct
 import sys
@@ -54,12 +57,13 @@ from typing import TYPE_CHECKING, Final
 
 from media.commands import (
     PT_CN,
+    PT_PCMU,
     PT_TELEPHONE_EVENT_DEFAULT,
     Codec,
     EndpointStats,
 )
 from media.dtmf import DtmfDigit, DtmfReceiver
-from media.quality import mos_from_r, r_factor, round_trip_time
+from media.quality import g711_mos, round_trip_time
 from media.rtcp import (
     ReceiverReport,
     ReportBlock,
@@ -159,6 +163,25 @@ class PayloadKind(enum.Enum):
     AUDIO = "audio"
     TELEPHONE_EVENT = "telephone-event"  # RFC 4733
     COMFORT_NOISE = "CN"  # RFC 3389
+
+
+# Enum members read at every call set-up, bound to module names once: on CPython 3.11
+# each read of an attribute of an Enum class goes through the slot hook installed for
+# EnumType.__getattr__, some ten times the cost of reading a global.
+_PCMU: Final = Codec.PCMU
+_OUTPUT_NONE: Final = Output.NONE
+_OUTPUT_RELAY: Final = Output.RELAY
+_AUDIO: Final = PayloadKind.AUDIO
+_TELEPHONE_EVENT: Final = PayloadKind.TELEPHONE_EVENT
+_COMFORT_NOISE: Final = PayloadKind.COMFORT_NOISE
+
+# What ``set_codec(Codec.PCMU)`` with the default events maps, shared by new endpoints
+# (set_codec replaces an endpoint's map, it never changes one in place).
+_DEFAULT_KINDS: Final = {
+    PT_PCMU: _AUDIO,
+    PT_TELEPHONE_EVENT_DEFAULT: _TELEPHONE_EVENT,
+    PT_CN: _COMFORT_NOISE,
+}
 
 
 class DropReason:
@@ -279,6 +302,62 @@ def _shared(address: tuple[str, int]) -> tuple[str, int]:
     return (sys.intern(address[0]), *address[1:])
 
 
+class ReaderGroup:
+    """Sockets that are seldom readable (RTCP: a compound every 5 s) behind ONE reader.
+
+    Giving the loop a reader per socket costs, on uvloop, a poll handle, an ioctl, a
+    weak-dictionary lookup and an ``epoll_ctl`` to add it and as much again to remove
+    it: a fifth of an endpoint's set-up and teardown.  Here the sockets sit in an
+    epoll set of our own whose descriptor is the loop's one reader; adding or
+    removing a socket is one ``epoll_ctl``.  Readiness is level-triggered as with the
+    loop's own readers, so a socket still holding datagrams is reported again, and a
+    datagram is handled in the same loop iteration as it would be with its own
+    reader (the RTT from RTCP is unchanged).  Linux only (:attr:`available`); elsewhere
+    endpoints keep their own readers.
+
+    :param loop: the loop the group's descriptor is read on.
+    """
+
+    __slots__ = ("_callbacks", "_epoll", "_loop", "_poll")
+
+    available: Final = hasattr(select, "epoll")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._epoll = select.epoll()
+        self._poll = self._epoll.poll
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        loop.add_reader(self._epoll.fileno(), self._on_ready)
+
+    def __len__(self) -> int:
+        return len(self._callbacks)
+
+    def add(self, fd: int, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (no arguments) whenever ``fd`` is readable."""
+        self._epoll.register(fd, select.EPOLLIN)
+        self._callbacks[fd] = callback
+
+    def remove(self, fd: int) -> None:
+        """Stop watching ``fd`` (before it is closed); unknown descriptors are ignored."""
+        if self._callbacks.pop(fd, None) is not None:
+            self._epoll.unregister(fd)
+
+    def close(self) -> None:
+        """Forget every socket and give the descriptor back (the sockets stay open)."""
+        if self._epoll.closed:
+            return
+        self._loop.remove_reader(self._epoll.fileno())
+        self._callbacks.clear()
+        self._epoll.close()
+
+    def _on_ready(self) -> None:
+        callbacks = self._callbacks
+        for fd, _ in self._poll(0):
+            callback = callbacks.get(fd)
+            if callback is not None:  # removed by an earlier callback of this batch
+                callback()
+
+
 DtmfCallback = Callable[["RtpEndpoint", DtmfDigit], None]
 LatchCallback = Callable[["RtpEndpoint"], None]
 
@@ -296,7 +375,69 @@ class RtpEndpoint:
     :param latching: latch the remote to the first valid packet's source.
     :param on_dtmf: called with each RFC 4733 key press received.
     :param on_latched: called when the remote address was latched.
+    :param address: ``(host, rtp_port, rtcp_port)`` the sockets are bound to, when the
+        caller knows it (spares two ``getsockname`` calls per endpoint).
+    :param rtcp_readers: the group the RTCP socket waits in (default: a reader of its
+        own on ``loop``).
     """
+
+    # Slots, not an instance dict: with more than 30 attributes CPython 3.11 gives up
+    # the compact shared-key layout and each endpoint gets a real dict, grown four
+    # times while __init__ runs and searched by hash on every attribute read of the
+    # receive path; slots are fixed offsets (CPython lays them out in sorted order,
+    # so the receive loop's underscored fields sit together in front).
+    __slots__ = (
+        "_audio_pt",
+        "_dtmf",
+        "_expected",
+        "_expected_prior",
+        "_forward",
+        "_kinds",
+        "_last_sr",
+        "_loop",
+        "_on_dtmf",
+        "_on_latched",
+        "_packets_at_report",
+        "_plain_word",
+        "_received_prior",
+        "_recvfrom_into",
+        "_rtcp_latched",
+        "_rtcp_readers",
+        "_source",
+        "_sources",
+        "_tap",
+        "closed",
+        "codec",
+        "comfort_noise_pt",
+        "dropped",
+        "dtmf_events",
+        "endpoint_id",
+        "feeder",
+        "host",
+        "latched",
+        "latching",
+        "out",
+        "output",
+        "relayed_octets",
+        "relayed_packets",
+        "remote",
+        "retired_lost",
+        "retired_octets",
+        "retired_received",
+        "round_trip_time",
+        "rtcp_in",
+        "rtcp_out",
+        "rtcp_port",
+        "rtcp_remote",
+        "rtcp_socket",
+        "rtp_port",
+        "rtp_socket",
+        "send_errors",
+        "sendto",
+        "tap_users",
+        "telephone_event_pt",
+        "underruns",
+    )
 
     def __init__(
         self,
@@ -308,14 +449,12 @@ class RtpEndpoint:
         latching: bool = True,
         on_dtmf: DtmfCallback | None = None,
         on_latched: LatchCallback | None = None,
+        address: tuple[str, int, int] | None = None,
+        rtcp_readers: ReaderGroup | None = None,
     ) -> None:
-        # the receive loop's attributes first: CPython keeps instance attributes in
-        # the order of first assignment, so these share a cache line or two, which
-        # counts when 1000 endpoints take turns and each one is a cache miss
+        # the receive loop's attributes
         self._recvfrom_into = rtp_socket.recvfrom_into
         self._expected: tuple[str, int] | None = None
-        self._plain_word = _PLAIN_WORDS[Codec.PCMU.static_payload_type]
-        self._audio_pt = Codec.PCMU.static_payload_type
         self._source = _NO_SOURCE
         self._forward: RelayPath | None = None  # where our received packets go
         self._tap: bytearray | None = None
@@ -323,9 +462,11 @@ class RtpEndpoint:
         self._loop = loop
         self.rtp_socket = rtp_socket
         self.rtcp_socket = rtcp_socket
-        self.host, self.rtp_port = rtp_socket.getsockname()[:2]
-        self.rtcp_port: int = rtcp_socket.getsockname()[1]
-        self._recvfrom_into = rtp_socket.recvfrom_into
+        if address is None:
+            self.host, self.rtp_port = rtp_socket.getsockname()[:2]
+            self.rtcp_port: int = rtcp_socket.getsockname()[1]
+        else:
+            self.host, self.rtp_port, self.rtcp_port = address
         self.sendto = rtp_socket.sendto
         self._on_dtmf = on_dtmf
         self._on_latched = on_latched
@@ -335,21 +476,18 @@ class RtpEndpoint:
         self.latched = False
         self.remote: tuple[str, int] | None = None
         self.rtcp_remote: tuple[str, int] | None = None
-        self._expected = None
 
-        # payload types
-        self.codec = Codec.PCMU
-        self._audio_pt = Codec.PCMU.static_payload_type
+        # payload types: PCMU with the default events, as set_codec(Codec.PCMU) sets
+        self.codec = _PCMU
+        self._audio_pt = PT_PCMU
+        self._plain_word = _PLAIN_WORDS[PT_PCMU]
         self.telephone_event_pt: int | None = PT_TELEPHONE_EVENT_DEFAULT
         self.comfort_noise_pt: int | None = PT_CN
-        self._kinds: dict[int, PayloadKind] = {}
-        self._tap = None
-        self.set_codec(Codec.PCMU)
+        self._kinds: dict[int, PayloadKind] = _DEFAULT_KINDS  # replaced, never changed
 
         # receive state
-        self._source = _NO_SOURCE
         self._sources: dict[int, SourceState] = {}
-        self._dtmf = DtmfReceiver()
+        self._dtmf: DtmfReceiver | None = None  # made by the first telephone-event
         self.dropped: dict[str, int] = {}
         self.rtcp_in = 0
         self.rtcp_out = 0
@@ -363,12 +501,10 @@ class RtpEndpoint:
         self._received_prior = 0
         self._packets_at_report = 0
         self._rtcp_latched = False
-        self.cname = f"ccswitch-{endpoint_id}@{self.host}"
 
         # sending and routing
         self.out = OutStream()
-        self.output = Output.NONE
-        self._forward = None
+        self.output = _OUTPUT_NONE
         self.feeder: RelayPath | None = None  # the path whose sink we are
         self.relayed_packets = 0  # packets sent by retired paths feeding us
         self.relayed_octets = 0
@@ -377,8 +513,21 @@ class RtpEndpoint:
         self.underruns = 0
         self.closed = False
 
+        self._rtcp_readers = rtcp_readers
         loop.add_reader(rtp_socket.fileno(), self._on_rtp_readable)
-        loop.add_reader(rtcp_socket.fileno(), self._on_rtcp_readable)
+        try:
+            if rtcp_readers is None:
+                loop.add_reader(rtcp_socket.fileno(), self._on_rtcp_readable)
+            else:
+                rtcp_readers.add(rtcp_socket.fileno(), self._on_rtcp_readable)
+        except BaseException:
+            loop.remove_reader(rtp_socket.fileno())  # the caller closes the sockets
+            raise
+
+    @property
+    def cname(self) -> str:
+        """Our RTCP CNAME (RFC 3550 6.5.1), unique per endpoint of this switch."""
+        return f"ccswitch-{self.endpoint_id}@{self.host}"
 
     # ---------------------------------------------------------------- configuration
 
@@ -392,10 +541,10 @@ class RtpEndpoint:
     ) -> None:
         """Set the negotiated encoding and payload types (same in both directions)."""
         audio_pt = codec.static_payload_type if payload_type is None else payload_type
-        kinds = {audio_pt: PayloadKind.AUDIO}
+        kinds = {audio_pt: _AUDIO}
         for pt, kind in (
-            (telephone_event_pt, PayloadKind.TELEPHONE_EVENT),
-            (comfort_noise_pt, PayloadKind.COMFORT_NOISE),
+            (telephone_event_pt, _TELEPHONE_EVENT),
+            (comfort_noise_pt, _COMFORT_NOISE),
         ):
             if pt is None:
                 continue
@@ -451,11 +600,11 @@ class RtpEndpoint:
         if output is self.output:
             return
         feeder = self.feeder
-        if self.output is Output.RELAY and feeder is not None:
+        if self.output is _OUTPUT_RELAY and feeder is not None:
             feeder.source.stop_forwarding(feeder)
         self.output = output
         self.out.marker = True
-        if output is Output.RELAY and feeder is not None:
+        if output is _OUTPUT_RELAY and feeder is not None:
             feeder.pending = True
             feeder.source.start_forwarding(feeder)
 
@@ -801,7 +950,10 @@ class RtpEndpoint:
 
         path = self._forward
         if kind is PayloadKind.TELEPHONE_EVENT:
-            digit = self._dtmf.feed(
+            receiver = self._dtmf
+            if receiver is None:
+                receiver = self._dtmf = DtmfReceiver()
+            digit = receiver.feed(
                 ts, _VIEW[start:end], marker=bool(second & MARKER_BIT), ssrc=ssrc
             )
             out_pt = path.event_pt if path is not None else None
@@ -937,38 +1089,43 @@ class RtpEndpoint:
 
     def stats(self) -> EndpointStats:
         """A snapshot of the counters."""
-        sources = self._sources.values()
+        # one pass over the SSRCs (usually one) for what the properties add up
+        packets_in = self.retired_received
+        bytes_in = self.retired_octets
+        lost = self.retired_lost
+        for src in self._sources.values():
+            packets_in += src.received
+            bytes_in += src.octets
+            lost += src.lost
         packets_out, octets_out = self._sent_counts()
-        packets_in = self.packets_received
-        lost = self.retired_lost + sum(s.lost for s in sources)
-        jitter_ms = (
-            0.0
-            if self._source is _NO_SOURCE
-            else self._source.jitter * 1000.0 / CLOCK_RATE
-        )
-        rtt_ms = None if self.round_trip_time is None else self.round_trip_time * 1000
+        source = self._source
+        jitter_ms = 0.0 if source is _NO_SOURCE else source.jitter * 1000.0 / CLOCK_RATE
+        rtt = self.round_trip_time
+        rtt_ms = None if rtt is None else rtt * 1000
         # ITU-T G.107 via media.quality: delay = RTT/2 + jitter buffer + packet time
         delay_ms = (rtt_ms or 0.0) / 2 + 2 * jitter_ms + 20.0
         loss = lost / (lost + packets_in) if lost + packets_in else 0.0
-        return EndpointStats(
-            endpoint_id=self.endpoint_id,
-            packets_in=packets_in,
-            bytes_in=self.retired_octets + sum(s.octets for s in sources),
-            packets_out=packets_out,
-            bytes_out=octets_out,
-            lost=lost,
-            jitter_ms=jitter_ms,
-            round_trip_ms=rtt_ms,
-            mos=round(mos_from_r(r_factor(delay_ms=delay_ms, loss=loss)), 2),
-            ssrcs_heard=len(self._sources),
-            ssrc_in=self.current_ssrc,
-            ssrc_out=self.out.ssrc,
-            remote=self.remote,
-            latched=self.latched,
-            rtcp_in=self.rtcp_in,
-            rtcp_out=self.rtcp_out,
-            dtmf_events=self.dtmf_events,
-            dropped=dict(self.dropped),
+        return EndpointStats.from_values(
+            {
+                "endpoint_id": self.endpoint_id,
+                "packets_in": packets_in,
+                "bytes_in": bytes_in,
+                "packets_out": packets_out,
+                "bytes_out": octets_out,
+                "lost": lost,
+                "jitter_ms": jitter_ms,
+                "round_trip_ms": rtt_ms,
+                "mos": g711_mos(delay_ms, loss),
+                "ssrcs_heard": len(self._sources),
+                "ssrc_in": None if source is _NO_SOURCE else source.ssrc,
+                "ssrc_out": self.out.ssrc,
+                "remote": self.remote,
+                "latched": self.latched,
+                "rtcp_in": self.rtcp_in,
+                "rtcp_out": self.rtcp_out,
+                "dtmf_events": self.dtmf_events,
+                "dropped": dict(self.dropped),
+            }
         )
 
     # ---------------------------------------------------------------- teardown
@@ -978,8 +1135,20 @@ class RtpEndpoint:
         if self.closed:
             return
         self.closed = True
-        for sock in (self.rtp_socket, self.rtcp_socket):
-            with contextlib.suppress(ValueError, OSError):
-                self._loop.remove_reader(sock.fileno())
-            sock.close()
+        rtp, rtcp = self.rtp_socket, self.rtcp_socket
+        loop = self._loop
+        # try/except rather than contextlib.suppress: no context manager per socket
+        try:  # noqa: SIM105
+            loop.remove_reader(rtp.fileno())
+        except (ValueError, OSError):
+            pass
+        try:
+            if self._rtcp_readers is None:
+                loop.remove_reader(rtcp.fileno())
+            else:
+                self._rtcp_readers.remove(rtcp.fileno())
+        except (ValueError, OSError):
+            pass
+        rtp.close()
+        rtcp.close()
         self._tap = None

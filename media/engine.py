@@ -42,10 +42,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -92,7 +93,7 @@ from media.commands import (
     UnknownEndpoint,
 )
 from media.dtmf import DIGIT_TO_EVENT, DtmfDigit, GoertzelDetector
-from media.endpoint import SAMPLES_PER_FRAME, Output, RtpEndpoint
+from media.endpoint import SAMPLES_PER_FRAME, Output, ReaderGroup, RtpEndpoint
 from media.g711 import (
     ALAW_DECODE_TABLE,
     ALAW_ENCODE_TABLE,
@@ -102,7 +103,7 @@ from media.g711 import (
 from media.mixer import Member, Mixer
 from media.player import Playback, PromptCache, PromptError
 from media.playout import Playout
-from media.ports import PortAllocator, PortsExhausted, bind_pair
+from media.ports import RTCP_PORT_OFFSET, PortAllocator, PortsExhausted, bind_pair
 from media.recorder import WavRecorder
 from media.relay import Bridge
 
@@ -120,6 +121,19 @@ RTCP_TICKS: Final = RTCP_INTERVAL * HOUSEKEEPING_TICKS
 # RFC 3551 4.5.14 decode/encode tables, indexed by codec.
 DECODE_TABLES: Final = {Codec.PCMU: ULAW_DECODE_TABLE, Codec.PCMA: ALAW_DECODE_TABLE}
 ENCODE_TABLES: Final = {Codec.PCMU: ULAW_ENCODE_TABLE, Codec.PCMA: ALAW_ENCODE_TABLE}
+
+# Enum members read at every call set-up and teardown, bound once: on CPython 3.11
+# each read of an attribute of an Enum class goes through EnumType's __getattr__ hook.
+_CLOSED: Final = PlaybackEnd.CLOSED
+_REPLACED: Final = PlaybackEnd.REPLACED
+_OUTPUT_NONE: Final = Output.NONE
+_OUTPUT_PLAYER: Final = Output.PLAYER
+_OUTPUT_MIXER: Final = Output.MIXER
+_OUTPUT_RELAY: Final = Output.RELAY
+
+# The result of every command with nothing to return: fieldless and frozen, so one
+# shared instance serves them all.
+DONE: Final = Done()
 
 Samples = npt.NDArray[np.int16]
 EventCallback = Callable[[MediaEvent], None]
@@ -231,6 +245,28 @@ class MediaEngine:
         self._tapped: dict[int, RtpEndpoint] = {}
         self._inband: dict[int, GoertzelDetector] = {}  # endpoints heard for tones
         self._load_mark = (time.monotonic(), time.process_time(), 0, 0)
+        # RTCP sockets wait in one epoll set of ours (Linux), see ReaderGroup
+        self._rtcp_readers = ReaderGroup(self._loop) if ReaderGroup.available else None
+        self._bound_host: str | None = None  # the address config.host binds to
+        self._handlers: dict[type, Callable[[Any], Result]] = {
+            CreateEndpoint: self._create_endpoint,
+            SetRemote: self._set_remote,
+            SetCodec: self._set_codec,
+            SetLatching: self._set_latching,
+            DetectInband: self._detect_inband,
+            Connect: self._connect,
+            Disconnect: self._disconnect_command,
+            Play: self._play,
+            StopPlay: self._stop_play,
+            Record: self._record,
+            StopRecord: self._stop_record,
+            CreateMixer: self._create_mixer,
+            MixerAdd: self._mixer_add,
+            MixerRemove: self._mixer_remove_command,
+            DestroyMixer: self._destroy_mixer,
+            CloseEndpoint: self._close_endpoint_command,
+            GetStats: self._get_stats,
+        }
         self.closed = False
 
     # ---------------------------------------------------------------- public API
@@ -242,61 +278,12 @@ class MediaEngine:
         """
         if self.closed:
             raise MediaError("the media engine is closed")
-        match command:
-            case CreateEndpoint():
-                return self._create_endpoint(command)
-            case SetRemote():
-                self._endpoint(command.endpoint_id).set_remote(
-                    command.host, command.port, command.rtcp_port
-                )
-                self._liveness[command.endpoint_id] = _Liveness(time.monotonic())
-                return Done()
-            case SetCodec():
-                return self._set_codec(command)
-            case SetLatching():
-                self._endpoint(command.endpoint_id).set_latching(command.enabled)
-                return Done()
-            case DetectInband():
-                return self._detect_inband(command)
-            case Connect():
-                return self._connect(command)
-            case Disconnect():
-                self._endpoint(command.endpoint_id)
-                self._disconnect(command.endpoint_id)
-                return Done()
-            case Play():
-                return self._play(command)
-            case StopPlay():
-                self._endpoint(command.endpoint_id)
-                self._finish_playback(command.endpoint_id, PlaybackEnd.STOPPED)
-                return Done()
-            case Record():
-                return self._record(command)
-            case StopRecord():
-                self._stop_recording(command.recording_id)
-                return Done()
-            case CreateMixer():
-                mixer_id = next(self._ids)
-                self._mixers[mixer_id] = Mixer(mixer_id)
-                return MixerCreated(mixer_id=mixer_id)
-            case MixerAdd():
-                return self._mixer_add(command)
-            case MixerRemove():
-                self._mixer(command.mixer_id)
-                self._mixer_remove(command.mixer_id, command.endpoint_id)
-                return Done()
-            case DestroyMixer():
-                mixer = self._mixer(command.mixer_id)
-                for endpoint_id in mixer.endpoint_ids:
-                    self._mixer_remove(command.mixer_id, endpoint_id)
-                del self._mixers[command.mixer_id]
-                return Done()
-            case CloseEndpoint():
-                self._close_endpoint(command.endpoint_id)
-                return Done()
-            case GetStats():
-                return self.stats(command.endpoint_id)
-        raise BadCommand(f"unknown command {command!r}")
+        # one dict lookup instead of a match statement's isinstance chain (a call
+        # sends about 11 commands; CloseEndpoint and GetStats were 16 tests deep)
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            handler = self._handler_of_subclass(command)
+        return handler(command)
 
     def stats(self, endpoint_id: int) -> EndpointStats:
         """The counters of one endpoint."""
@@ -324,7 +311,68 @@ class MediaEngine:
         self.clock.stop()
         if isinstance(self._timer, TimerFd):
             self._timer.close()
+        if self._rtcp_readers is not None:
+            self._rtcp_readers.close()
         self.closed = True
+
+    # ---------------------------------------------------------------- commands
+
+    def _handler_of_subclass(self, command: Command) -> Callable[[Any], Result]:
+        """The handler of a subclass of a command (exact types are looked up)."""
+        for command_type, handler in self._handlers.items():
+            if isinstance(command, command_type):
+                return handler
+        raise BadCommand(f"unknown command {command!r}")
+
+    def _close_endpoint_command(self, command: CloseEndpoint) -> Done:
+        self._close_endpoint(command.endpoint_id)
+        return DONE
+
+    def _create_mixer(self, command: CreateMixer) -> MixerCreated:
+        mixer_id = next(self._ids)
+        self._mixers[mixer_id] = Mixer(mixer_id)
+        return MixerCreated(mixer_id=mixer_id)
+
+    def _destroy_mixer(self, command: DestroyMixer) -> Done:
+        mixer = self._mixer(command.mixer_id)
+        for endpoint_id in mixer.endpoint_ids:
+            self._mixer_remove(command.mixer_id, endpoint_id)
+        del self._mixers[command.mixer_id]
+        return DONE
+
+    def _disconnect_command(self, command: Disconnect) -> Done:
+        self._endpoint(command.endpoint_id)
+        self._disconnect(command.endpoint_id)
+        return DONE
+
+    def _get_stats(self, command: GetStats) -> EndpointStats:
+        return self.stats(command.endpoint_id)
+
+    def _mixer_remove_command(self, command: MixerRemove) -> Done:
+        self._mixer(command.mixer_id)
+        self._mixer_remove(command.mixer_id, command.endpoint_id)
+        return DONE
+
+    def _set_latching(self, command: SetLatching) -> Done:
+        self._endpoint(command.endpoint_id).set_latching(command.enabled)
+        return DONE
+
+    def _set_remote(self, command: SetRemote) -> Done:
+        endpoint_id = command.endpoint_id
+        self._endpoint(endpoint_id).set_remote(
+            command.host, command.port, command.rtcp_port
+        )
+        self._liveness[endpoint_id] = _Liveness(time.monotonic())
+        return DONE
+
+    def _stop_play(self, command: StopPlay) -> Done:
+        self._endpoint(command.endpoint_id)
+        self._finish_playback(command.endpoint_id, PlaybackEnd.STOPPED)
+        return DONE
+
+    def _stop_record(self, command: StopRecord) -> Done:
+        self._stop_recording(command.recording_id)
+        return DONE
 
     # ---------------------------------------------------------------- lookups
 
@@ -355,6 +403,9 @@ class MediaEngine:
             raise PortsUnavailable(str(exc)) from None
         endpoint_id = next(self._ids)
         try:
+            host = self._bound_host
+            if host is None:  # what config.host resolved to, asked once
+                host = self._bound_host = sys.intern(rtp.getsockname()[0])
             endpoint = RtpEndpoint(
                 endpoint_id,
                 self._loop,
@@ -363,6 +414,8 @@ class MediaEngine:
                 latching=command.latching,
                 on_dtmf=self._on_dtmf,
                 on_latched=self._on_latched,
+                address=(host, port, port + RTCP_PORT_OFFSET),
+                rtcp_readers=self._rtcp_readers,
             )
         except Exception:
             rtp.close()
@@ -370,9 +423,10 @@ class MediaEngine:
             self.ports.release(port)
             raise
         self._endpoints[endpoint_id] = endpoint
-        self._report_buckets.setdefault(endpoint_id % RTCP_TICKS, {})[endpoint_id] = (
-            endpoint
-        )
+        bucket = self._report_buckets.get(endpoint_id % RTCP_TICKS)
+        if bucket is None:  # (setdefault would build an empty dict every time)
+            bucket = self._report_buckets[endpoint_id % RTCP_TICKS] = {}
+        bucket[endpoint_id] = endpoint
         if not self.clock.running:
             self.clock.start()
         logger.debug("endpoint %d on %s:%d", endpoint_id, endpoint.host, port)
@@ -398,11 +452,11 @@ class MediaEngine:
         if bridge is not None:
             bridge.refresh()
         self.playout.set_payload_type(command.endpoint_id, endpoint.audio_pt)
-        return Done()
+        return DONE
 
     def _close_endpoint(self, endpoint_id: int) -> None:
         endpoint = self._endpoint(endpoint_id)
-        self._finish_playback(endpoint_id, PlaybackEnd.CLOSED)
+        self._finish_playback(endpoint_id, _CLOSED)
         self._disconnect(endpoint_id)
         mixer_id = self._mixer_of.get(endpoint_id)
         if mixer_id is not None:
@@ -457,13 +511,13 @@ class MediaEngine:
         if endpoint is None:
             return
         if endpoint_id in self._playbacks:
-            endpoint.set_output(Output.PLAYER)
+            endpoint.set_output(_OUTPUT_PLAYER)
         elif endpoint_id in self._mixer_of:
-            endpoint.set_output(Output.MIXER)
+            endpoint.set_output(_OUTPUT_MIXER)
         elif endpoint_id in self._bridges:
-            endpoint.set_output(Output.RELAY)
+            endpoint.set_output(_OUTPUT_RELAY)
         else:
-            endpoint.set_output(Output.NONE)
+            endpoint.set_output(_OUTPUT_NONE)
 
     # ---------------------------------------------------------------- bridges
 
@@ -476,13 +530,13 @@ class MediaEngine:
             if endpoint_id in self._mixer_of:
                 raise BadCommand(f"endpoint {endpoint_id} is in a mixer")
         for endpoint_id in (a.endpoint_id, b.endpoint_id):
-            self._finish_playback(endpoint_id, PlaybackEnd.REPLACED, restore=False)
+            self._finish_playback(endpoint_id, _REPLACED, restore=False)
             self._disconnect(endpoint_id)
         bridge = Bridge(a, b)
         self._bridges[a.endpoint_id] = bridge
         self._bridges[b.endpoint_id] = bridge
         logger.debug("connected endpoints %d and %d", a.endpoint_id, b.endpoint_id)
-        return Done()
+        return DONE
 
     def _disconnect(self, endpoint_id: int) -> None:
         bridge = self._bridges.get(endpoint_id)
@@ -566,7 +620,7 @@ class MediaEngine:
             endpoint.open_tap()
             self._retap(endpoint)
         self._restore_output(command.endpoint_id)
-        return Done()
+        return DONE
 
     def _mixer_remove(self, mixer_id: int, endpoint_id: int) -> None:
         mixer = self._mixers.get(mixer_id)
@@ -676,7 +730,7 @@ class MediaEngine:
             endpoint.close_tap()
             del self._inband[command.endpoint_id]
         self._retap(endpoint)
-        return Done()
+        return DONE
 
     def _scan_inband(self, heard: dict[int, Samples]) -> None:
         """This tick's received audio of every listening endpoint, through its detector."""

@@ -23,8 +23,14 @@ logger = logging.getLogger(__name__)
 
 # RFC 3550 section 11: RTP uses an even port, RTCP the next higher (odd) port.
 RTCP_PORT_OFFSET = 1
-# Kernel socket buffers sized for bursts of a few hundred 172-byte packets per socket.
+# Kernel receive buffer of an RTP socket, sized for a burst of a few hundred 172-byte
+# packets (the loop stalled).  Only the RTP socket's receive buffer is set: an RTCP
+# socket carries one compound every 5 s, and a UDP send never queues more than a packet
+# or two per socket at 50 packets a second, so the defaults do there: one setsockopt
+# per pair instead of four.
 SOCKET_BUFFER_BYTES = 256 * 1024
+# Linux creates the socket non-blocking (no separate ioctl per socket); elsewhere 0.
+_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 
 
 class PortsExhausted(Exception):
@@ -91,14 +97,15 @@ class PortAllocator:
         return port in self._in_use
 
 
-def _open_udp(host: str, port: int) -> socket.socket:
+def _open_udp(host: str, port: int, *, receive_buffer: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock = socket.socket(family, socket.SOCK_DGRAM | _NONBLOCK)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER_BYTES)
+        if receive_buffer:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
         sock.bind((host, port))
-        sock.setblocking(False)
+        if not _NONBLOCK:
+            sock.setblocking(False)
     except OSError:
         sock.close()
         raise
@@ -119,13 +126,13 @@ def bind_pair(
     for _ in range(allocator.capacity):
         port = allocator.allocate()
         try:
-            rtp = _open_udp(host, port)
+            rtp = _open_udp(host, port, receive_buffer=True)
         except OSError as exc:
             logger.debug("RTP port %s:%d busy: %s", host, port, exc)
             allocator.release(port)
             continue
         try:
-            rtcp = _open_udp(host, port + RTCP_PORT_OFFSET)
+            rtcp = _open_udp(host, port + RTCP_PORT_OFFSET, receive_buffer=False)
         except OSError as exc:
             logger.debug("RTCP port %s:%d busy: %s", host, port + 1, exc)
             rtp.close()

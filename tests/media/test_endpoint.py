@@ -6,6 +6,7 @@ Real UDP sockets on 127.0.0.1; loops are bounded; nothing asserts on timing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import select
 import socket
 import struct
@@ -27,8 +28,9 @@ from media.commands import (
     SetRemote,
 )
 from media.dtmf import encode_event
-from media.endpoint import RtpEndpoint
+from media.endpoint import ReaderGroup, RtpEndpoint
 from media.engine import EngineConfig, MediaEngine
+from media.ports import PortAllocator, bind_pair
 from media.rtcp import (
     ReceiverReport,
     ReportBlock,
@@ -548,3 +550,136 @@ async def test_jitter_and_loss_follow_rfc3550_on_the_relay_path(
     block = report.reports[0]
     assert block.jitter == int(expected_jitter)
     assert (block.highest_sequence, block.cumulative_lost) == (18, 1)
+
+
+# ------------------------------------------------------------------ set-up shortcuts
+
+
+async def test_an_endpoint_on_its_own_asks_its_sockets_and_reads_rtcp() -> None:
+    """Without the engine's address and reader group (the defaults)."""
+    allocator = PortAllocator(PORT_MIN + 200, PORT_MIN + 209)
+    port, rtp_socket, rtcp_socket = bind_pair(allocator, "127.0.0.1")
+    endpoint = RtpEndpoint(3, asyncio.get_running_loop(), rtp_socket, rtcp_socket)
+    peer = Peer()
+    try:
+        assert (endpoint.host, endpoint.rtp_port, endpoint.rtcp_port) == (
+            "127.0.0.1",
+            port,
+            port + 1,
+        )
+        assert endpoint.cname == "ccswitch-3@127.0.0.1"
+        peer.send(port + 1, build_compound([ReceiverReport(ssrc=0x1111)]))
+        await eventually(lambda: endpoint.rtcp_in == 1)
+    finally:
+        endpoint.close()
+        endpoint.close()  # idempotent
+        peer.close()
+    assert rtp_socket.fileno() == -1
+    assert rtcp_socket.fileno() == -1
+
+
+async def test_a_new_endpoint_is_set_up_as_set_codec_pcmu_would() -> None:
+    """The constructor inlines set_codec(Codec.PCMU); a codec change of one endpoint
+    must not reach the map new endpoints start from."""
+    allocator = PortAllocator(PORT_MIN + 210, PORT_MIN + 219)
+    loop = asyncio.get_running_loop()
+    endpoints: list[RtpEndpoint] = []
+    for _ in range(2):
+        _port, rtp_socket, rtcp_socket = bind_pair(allocator, "127.0.0.1")
+        endpoints.append(RtpEndpoint(len(endpoints), loop, rtp_socket, rtcp_socket))
+    fresh, changed = endpoints
+    try:
+        changed.set_codec(Codec.PCMA, telephone_event_pt=96, comfort_noise_pt=None)
+        changed.set_codec(Codec.PCMU)
+        for name in ("codec", "audio_pt", "telephone_event_pt", "comfort_noise_pt"):
+            assert getattr(fresh, name) == getattr(changed, name)
+        assert fresh._kinds == changed._kinds
+        assert fresh._plain_word == changed._plain_word
+        changed.set_codec(Codec.PCMA, telephone_event_pt=96)
+        assert fresh._kinds == endpoint_module._DEFAULT_KINDS
+        assert endpoint_module._DEFAULT_KINDS == {
+            0: endpoint_module.PayloadKind.AUDIO,
+            101: endpoint_module.PayloadKind.TELEPHONE_EVENT,
+            13: endpoint_module.PayloadKind.COMFORT_NOISE,
+        }
+        assert not hasattr(fresh, "__dict__")  # slots: see RtpEndpoint.__slots__
+    finally:
+        for endpoint in endpoints:
+            endpoint.close()
+
+
+def _datagram_pair() -> tuple[socket.socket, socket.socket]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ours.setblocking(False)
+    return ours, theirs
+
+
+@pytest.mark.skipif(not ReaderGroup.available, reason="epoll is Linux only")
+async def test_reader_group_is_level_triggered_and_forgets_removed_sockets() -> None:
+    group = ReaderGroup(asyncio.get_running_loop())
+    ours, theirs = _datagram_pair()
+    read: list[bytes] = []
+    group.add(ours.fileno(), lambda: read.append(ours.recv(100)))  # one per call
+    try:
+        assert len(group) == 1
+        theirs.send(b"one")
+        theirs.send(b"two")
+        await eventually(lambda: read == [b"one", b"two"])
+        group.remove(ours.fileno())
+        group.remove(ours.fileno())  # unknown now: ignored
+        assert len(group) == 0
+        theirs.send(b"three")
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        assert read == [b"one", b"two"]
+        assert ours.recv(100) == b"three"  # still open: the group never closes it
+    finally:
+        group.close()
+        group.close()  # idempotent
+        ours.close()
+        theirs.close()
+
+
+@pytest.mark.skipif(not ReaderGroup.available, reason="epoll is Linux only")
+async def test_reader_group_skips_a_socket_removed_by_an_earlier_callback() -> None:
+    group = ReaderGroup(asyncio.get_running_loop())
+    pairs = [_datagram_pair(), _datagram_pair()]
+    called: list[int] = []
+
+    def on_readable(index: int) -> None:
+        called.append(index)
+        ours, _ = pairs[index]
+        ours.recv(100)
+        group.remove(pairs[1 - index][0].fileno())  # the other one, maybe also ready
+
+    try:
+        for index, (ours, _) in enumerate(pairs):
+            group.add(ours.fileno(), functools.partial(on_readable, index))
+        for _, theirs in pairs:
+            theirs.send(b"x")
+        await eventually(lambda: len(called) >= 1)
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+        assert len(called) == 1  # the other was removed before its turn
+    finally:
+        group.close()
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
+@pytest.mark.skipif(not ReaderGroup.available, reason="epoll is Linux only")
+async def test_a_failed_rtcp_registration_leaves_no_rtp_reader_behind() -> None:
+    loop = asyncio.get_running_loop()
+    group = ReaderGroup(loop)
+    allocator = PortAllocator(PORT_MIN + 220, PORT_MIN + 229)
+    _port, rtp_socket, rtcp_socket = bind_pair(allocator, "127.0.0.1")
+    group.add(rtcp_socket.fileno(), lambda: None)  # taken: the endpoint's add fails
+    try:
+        with pytest.raises(FileExistsError):
+            RtpEndpoint(1, loop, rtp_socket, rtcp_socket, rtcp_readers=group)
+        assert not loop.remove_reader(rtp_socket.fileno())  # nothing was left there
+    finally:
+        group.close()
+        rtp_socket.close()
+        rtcp_socket.close()

@@ -11,6 +11,7 @@ import pickle
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -472,3 +473,138 @@ async def test_rtcp_reports_are_spread_over_the_ticks(events: Recorder) -> None:
     finally:
         engine.close()
         sink.close()
+
+
+# ------------------------------------------------------------------ fast paths
+
+
+def _stats_values() -> dict[str, object]:
+    return {
+        "endpoint_id": 7,
+        "packets_in": 10,
+        "bytes_in": 1720,
+        "packets_out": 9,
+        "bytes_out": 1548,
+        "lost": 1,
+        "jitter_ms": 0.5,
+        "round_trip_ms": None,
+        "mos": 4.4,
+        "ssrcs_heard": 1,
+        "ssrc_in": 0x1111,
+        "ssrc_out": 0x2222,
+        "remote": ("127.0.0.1", 4000),
+        "latched": True,
+        "rtcp_in": 0,
+        "rtcp_out": 1,
+        "dtmf_events": 0,
+        "dropped": {"address": 2},
+    }
+
+
+def test_endpoint_stats_from_values_is_the_constructed_snapshot() -> None:
+    values = _stats_values()
+    assert set(values) == {field.name for field in dataclasses.fields(EndpointStats)}
+    built = EndpointStats.from_values(dict(values))
+    constructed = EndpointStats(**values)  # type: ignore[arg-type]
+    assert built == constructed
+    assert repr(built) == repr(constructed)
+    assert pickle.loads(pickle.dumps(built)) == constructed
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.lost = 0  # type: ignore[misc]
+
+
+async def test_stats_snapshot_has_every_field_and_its_own_counters(
+    engine: MediaEngine,
+) -> None:
+    a = create(engine)
+    engine.endpoint(a.endpoint_id).dropped["address"] = 1
+    stats = engine.execute(GetStats(endpoint_id=a.endpoint_id))
+    assert isinstance(stats, EndpointStats)
+    assert set(vars(stats)) == {field.name for field in dataclasses.fields(stats)}
+    assert stats == dataclasses.replace(stats)  # what the constructor would build
+    stats.dropped["address"] = 99
+    engine.endpoint(a.endpoint_id).dropped["short"] = 1
+    assert engine.endpoint(a.endpoint_id).dropped == {"address": 1, "short": 1}
+    again = engine.execute(GetStats(endpoint_id=a.endpoint_id))
+    assert isinstance(again, EndpointStats)
+    assert again.dropped == {"address": 1, "short": 1}
+    assert stats.dropped == {"address": 99}
+
+
+async def test_a_subclass_of_a_command_is_carried_out(engine: MediaEngine) -> None:
+    @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+    class TrunkEndpoint(CreateEndpoint):
+        pass
+
+    created = engine.execute(TrunkEndpoint(latching=False))
+    assert isinstance(created, EndpointCreated)
+    assert not engine.endpoint(created.endpoint_id).latching
+    done = engine.execute(SetLatching(endpoint_id=created.endpoint_id, enabled=True))
+    assert done == Done()
+
+
+async def test_endpoints_share_one_rtcp_reader_and_close_gives_it_back(
+    events: Recorder,
+) -> None:
+    engine = MediaEngine(
+        EngineConfig(port_min=PORT_MIN + 60, port_max=PORT_MIN + 67), on_event=events
+    )
+    readers = engine._rtcp_readers
+    a, _b = create(engine), create(engine)
+    if readers is not None:  # Linux: the RTCP sockets wait in the engine's group
+        assert len(readers) == 2
+        engine.execute(CloseEndpoint(endpoint_id=a.endpoint_id))
+        assert len(readers) == 1
+    engine.close()
+    if readers is not None:
+        assert len(readers) == 0
+    assert engine.endpoint_count == 0
+
+
+@pytest.mark.parametrize("value", _examples(), ids=lambda value: type(value).__name__)
+def test_vocabulary_constructors_keep_the_dataclass_contract(value: object) -> None:
+    """The direct __init__ (commands._direct_init) takes, defaults and refuses the
+    same keywords as the one dataclasses generates, and the result stays frozen."""
+    cls: Any = type(value)
+    fields = dataclasses.fields(value)  # type: ignore[arg-type]
+    assert cls(**{item.name: getattr(value, item.name) for item in fields}) == value
+    required = {
+        item.name: getattr(value, item.name)
+        for item in fields
+        if item.default is dataclasses.MISSING
+        and item.default_factory is dataclasses.MISSING
+    }
+    minimal = cls(**required)
+    for item in fields:
+        if item.default is not dataclasses.MISSING:
+            assert getattr(minimal, item.name) == item.default
+    with pytest.raises(TypeError, match=r"__init__\(\) got an unexpected keyword"):
+        cls(**required, bogus=1)
+    if fields:
+        with pytest.raises(TypeError, match="positional argument"):
+            cls(*(getattr(value, item.name) for item in fields))
+    if required:
+        with pytest.raises(TypeError, match="missing 1 required keyword-only"):
+            cls(**dict(list(required.items())[1:]))
+
+
+def test_direct_init_refuses_what_it_cannot_copy() -> None:
+    @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+    class Checked:
+        value: int
+
+        def __post_init__(self) -> None:
+            if self.value < 0:
+                raise ValueError("negative")
+
+    @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+    class Factory:
+        items: list[int] = dataclasses.field(default_factory=list)
+
+    @dataclasses.dataclass(kw_only=True, slots=True)
+    class Mutable:
+        value: int
+
+    for cls in (Checked, Factory, Mutable):
+        with pytest.raises(TypeError):
+            commands._direct_init(cls)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from media.ports import PortAllocator, PortsExhausted, bind_pair
+from media.ports import SOCKET_BUFFER_BYTES, PortAllocator, PortsExhausted, bind_pair
 
 BASE = 47000  # a range no other media test binds
 
@@ -103,3 +103,18 @@ def test_bind_pair_exhausted_when_everything_is_busy() -> None:
         assert allocator.in_use == 0
     finally:
         blocker.close()
+
+
+def test_bind_pair_sockets_are_non_blocking_with_a_deep_rtp_receive_buffer() -> None:
+    allocator = PortAllocator(BASE + 30, BASE + 39)
+    _port, rtp, rtcp = bind_pair(allocator, "127.0.0.1")
+    try:
+        assert rtp.gettimeout() == 0.0
+        assert rtcp.gettimeout() == 0.0
+        assert rtp.type == socket.SOCK_DGRAM  # the non-blocking flag is not the type
+        # Linux reports twice what was asked (its bookkeeping overhead)
+        received = rtp.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert received >= SOCKET_BUFFER_BYTES
+    finally:
+        rtp.close()
+        rtcp.close()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from media.quality import (
     G711_BPL_NO_PLC,
     QualitySnapshot,
     ReceiveStatistics,
+    g711_mos,
     mos_from_r,
     r_factor,
     round_trip_time,
@@ -189,3 +193,23 @@ def test_ssrc_change_restarts_loss_and_jitter() -> None:
         0,
     )  # A.1: counting starts after probation
     assert stats.snapshot().ssrc_changes == 1
+
+
+@given(
+    delay_ms=st.floats(allow_nan=True, allow_infinity=True, width=64),
+    loss=st.floats(allow_nan=True, allow_infinity=True, width=64),
+)
+def test_g711_mos_is_the_rounded_e_model(delay_ms: float, loss: float) -> None:
+    """The engine's one-call score equals the documented composition, bit for bit."""
+    expected = round(mos_from_r(r_factor(delay_ms=delay_ms, loss=loss)), 2)
+    got = g711_mos(delay_ms, loss)
+    assert got == expected or (math.isnan(got) and math.isnan(expected))
+
+
+@pytest.mark.parametrize(
+    ("delay_ms", "loss"),
+    [(20.0, 0.0), (-0.0, 0.0), (-5.0, -0.1), (177.3, 0.5), (400.0, 1.0), (30.0, 2.0)],
+)
+def test_g711_mos_edges(delay_ms: float, loss: float) -> None:
+    expected = round(mos_from_r(r_factor(delay_ms=delay_ms, loss=loss)), 2)
+    assert g711_mos(delay_ms, loss) == expected
