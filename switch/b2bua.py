@@ -239,7 +239,7 @@ class B2bua:
         handlers["INFO"] = self.handle_info
         handlers["PRACK"] = self.handle_prack
         self.stack.on_late_2xx = self.handle_late_2xx
-        self._contact_texts: dict[str, str] = {}
+        self._contact_texts: dict[str, tuple[tuple[str, int], str]] = {}
 
     def contact(self, transport: str = "UDP") -> NameAddr:
         """Our Contact: the switch's own address on ``transport``."""
@@ -261,10 +261,14 @@ class B2bua:
     def contact_text(self, transport: str = "UDP") -> str:
         """:meth:`contact` as header text, made once per transport: every 2xx and
         every INVITE we send carries it."""
-        text = self._contact_texts.get(transport)
-        if text is None:
-            text = self._contact_texts[transport] = str(self.contact(transport))
-        return text
+        local = self.stack.local_address(transport)
+        cached = self._contact_texts.get(transport)
+        if cached is None or cached[0] != local:  # made again if the address moved
+            cached = self._contact_texts[transport] = (
+                local,
+                str(self.contact(transport)),
+            )
+        return cached[1]
 
     def media(self, command: Command) -> Result:
         """Run one media command (raises :class:`~media.commands.MediaError`)."""
@@ -276,7 +280,9 @@ class B2bua:
         for call in calls:
             call.end(hangup_by="switch", status=STATUS_SERVICE_UNAVAILABLE, cause=41)
         if calls:
-            await asyncio.sleep(0.05)  # re-INVITE and transfer tasks send on their first step
+            await asyncio.sleep(
+                0.05
+            )  # re-INVITE and transfer tasks send on their first step
 
     # ------------------------------------------------------------ registries
 

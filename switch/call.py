@@ -78,10 +78,12 @@ from switch.events import (
     CallHeld,
     CallRecording,
     CallTransferred,
+    DtmfReceived,
     LegAnswered,
     LegEnded,
     LegRinging,
     LegStarted,
+    listened,
     publish,
 )
 from switch.leg import (
@@ -423,16 +425,21 @@ class Call:
         A caller without RFC 4733 presses keys as tones. The IVR, a queue's exit key
         and the callback offer take keys, so an application that holds the call gets
         them; once the caller is bridged, the tones reach the other party in the
-        audio and decoding every packet to look for them would buy nothing. Sent
-        only on a change: most callers negotiate telephone-event.
+        audio and decoding every packet to look for them would buy nothing, unless
+        someone subscribed to ``call.dtmf`` (checked when the media or the bridge
+        changes). Sent only on a change: most callers negotiate telephone-event.
         """
         leg = self.inbound
         media = leg.media
+        bridged = self.bridged is not None and leg in self.bridged
         wanted = (
-            self.wants_digits
-            and media is not None
+            media is not None
             and media.telephone_event is None
-            and not (self.bridged is not None and leg in self.bridged)
+            and (
+                (self.wants_digits and not bridged)
+                # the desk, a supervisor or QM watching call.dtmf hear every key
+                or listened(self.b2bua.bus, DtmfReceived.name)
+            )
         )
         if leg.endpoint_id is None or wanted == leg.inband_dtmf:
             return

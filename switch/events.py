@@ -53,6 +53,17 @@ def publish(bus: EventEmitter | None, event: Event) -> None:
         logger.exception("listener failed on %s", event.name)
 
 
+def listened(bus: EventEmitter | None, name: str) -> bool:
+    """Whether anyone takes the events called ``name`` (directly or through ANY)."""
+    if bus is None:
+        return False
+    table = getattr(bus, "_events", None)
+    if table is None:
+        names = bus.event_names()
+        return name in names or ANY in names
+    return bool(table.get(name)) or bool(table.get(ANY))
+
+
 def new_bus() -> EventEmitter:
     """An emitter whose listener errors are logged instead of raised."""
     bus = EventEmitter()

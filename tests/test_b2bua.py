@@ -874,10 +874,25 @@ def inband_switches(world: World) -> list[bool]:
     return [c.enabled for c in world.engine.commands if isinstance(c, DetectInband)]
 
 
+def unwatched(world: World) -> World:
+    """``world`` with its catch-all listener swapped for one per event name but
+    call.dtmf's: the events are still recorded, and nobody takes key presses."""
+    import switch.events as catalogue
+
+    bus = world.b2bua.bus
+    assert bus is not None
+    bus.remove_all_listeners(ANY)
+    for value in vars(catalogue).values():
+        if isinstance(value, type) and issubclass(value, catalogue.Event):
+            if value.name not in (catalogue.DtmfReceived.name, "event"):
+                bus.on(value.name, world.events.append)
+    return world
+
+
 async def test_a_caller_without_telephone_event_bridged_to_a_user_is_not_listened_to() -> (
     None
 ):
-    world = make_world(ONE_BINDING)
+    world = unwatched(make_world(ONE_BINDING))
     world.b2bua.handle_invite(invite("1002", body=OFFER_WITHOUT_EVENTS), TRUNK)
     await settle()
     (outbound,) = world.stack.by_method("INVITE")
@@ -900,7 +915,7 @@ async def test_an_application_hears_tones_until_it_bridges_the_caller() -> None:
         heard.append(inband_switches(world))
         await session.bridge(ToTrunk(trunk="demo", number="+74951234567"))
 
-    world = app_world(menu_then_out)
+    world = unwatched(app_world(menu_then_out))
     world.b2bua.handle_invite(invite("700", body=OFFER_WITHOUT_EVENTS), TRUNK)
     await settle()
     (outbound,) = world.stack.by_method("INVITE")
@@ -910,6 +925,21 @@ async def test_an_application_hears_tones_until_it_bridges_the_caller() -> None:
     assert heard == [[True]]  # the menu could take keys
     assert "CallBridged" in names(world)
     assert inband_switches(world) == [True, False]  # bridged: no more decoding
+    await world.b2bua.stop()
+
+
+async def test_a_call_dtmf_subscriber_hears_a_bridged_in_band_caller() -> None:
+    world = unwatched(make_world(ONE_BINDING))
+    assert world.b2bua.bus is not None
+    world.b2bua.bus.on("call.dtmf", lambda event: None)  # e.g. the web desk
+    world.b2bua.handle_invite(invite("1002", body=OFFER_WITHOUT_EVENTS), TRUNK)
+    await settle()
+    (outbound,) = world.stack.by_method("INVITE")
+    outbound.future.set_result(reply(outbound, 200, body=answer_sdp()))
+    await settle()
+
+    assert "CallBridged" in names(world)
+    assert inband_switches(world) == [True]  # decoded all along, bridged or not
     await world.b2bua.stop()
 
 

@@ -40,6 +40,7 @@ from typing import NamedTuple
 from switch.sip.errors import LocalProtocolError, ProtocolError
 from switch.sip.sdp import (
     _RTPMAPS,
+    CACHED_TEXT_MAX,
     NETTYPE_IN,
     AddressType,
     Attribute,
@@ -105,6 +106,9 @@ SESSION_NAME = "ccswitch"
 # Bounds on the caches below (distinct media addresses; distinct negotiated formats).
 CONNECTION_CACHE_SIZE = 256
 TEMPLATE_CACHE_SIZE = 256
+# Peer text keys those memos only while it is this small (formats per m= line; the
+# length of each text is sdp.CACHED_TEXT_MAX): anything larger is worked out afresh.
+CACHED_ITEMS_MAX = 32
 # TODO: RFC 5761 a=rtcp-mux is never echoed, so RTCP always goes to its own port (a
 # peer that insists on mux, e.g. WebRTC, cannot be served; plain SIP UAs are fine).
 
@@ -334,7 +338,18 @@ def _formats_of(media: MediaDescription) -> tuple[_Resolved, ...]:
     )
     # tuple(): a no-op for the tuple a parsed description holds, and a hashable key
     # for one built by hand with a list.
-    return _resolve_formats(media.proto, tuple(media.formats), rtpmaps)
+    formats = tuple(media.formats)
+    if _cacheable(formats) and _cacheable(rtpmaps):
+        return _resolve_formats(media.proto, formats, rtpmaps)
+    return _resolve_formats.__wrapped__(media.proto, formats, rtpmaps)
+
+
+def _cacheable(texts: tuple[str | None, ...]) -> bool:
+    """Whether peer text is small enough to key a memo: the memos keep 256 entries,
+    and one huge m= line or fmtp per entry would pin megabytes after the call."""
+    return len(texts) <= CACHED_ITEMS_MAX and all(
+        text is None or len(text) <= CACHED_TEXT_MAX for text in texts
+    )
 
 
 # Cached by the exact texts: peers send the same m= formats and rtpmap lines each call.
@@ -381,7 +396,12 @@ def _pick_codecs(
 
     :param allowed: if given, only formats in it (name lower-cased) are considered.
     """
-    return _pick(tuple(codecs), _formats_of(media), allowed)
+    formats = _formats_of(media)
+    if len(formats) <= CACHED_ITEMS_MAX and all(
+        len(found[0]) <= CACHED_TEXT_MAX for _, found, _ in formats
+    ):
+        return _pick(tuple(codecs), formats, allowed)
+    return _pick.__wrapped__(tuple(codecs), formats, allowed)
 
 
 # Cached: the answer depends only on these values (Codec is frozen, the rest are
@@ -466,7 +486,12 @@ def _audio_template(
 def _audio_media(
     *, port: int, listed: tuple[_Listed, ...], direction: Direction, ptime: int
 ) -> MediaDescription:
-    formats, attributes = _audio_template(listed, direction, ptime)
+    if len(listed) <= CACHED_ITEMS_MAX and all(
+        fmtp is None or len(fmtp) <= CACHED_TEXT_MAX for _, _, fmtp in listed
+    ):
+        formats, attributes = _audio_template(listed, direction, ptime)
+    else:  # a peer's long fmtp, echoed in our answer: not kept after the call
+        formats, attributes = _audio_template.__wrapped__(listed, direction, ptime)
     return _new_media(
         media=MEDIA_AUDIO,
         port=port,

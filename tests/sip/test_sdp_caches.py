@@ -394,3 +394,32 @@ def test_long_attribute_values_parse_the_same_uncached() -> None:
         assert parsed.media[0].attributes[-1] == Attribute(
             name="label", value=long_value
         )
+
+
+def test_offer_answer_memos_keep_no_large_peer_text() -> None:
+    """A huge fmtp or m= line from a peer is answered but not kept in a memo."""
+    from switch.sip import offer_answer
+    from switch.sip.offer_answer import LocalSession, answer_offer
+    from switch.sip.sdp import parse_sdp
+
+    memos = (offer_answer._resolve_formats, offer_answer._pick)
+    for memo in (*memos, offer_answer._audio_template):
+        memo.cache_clear()
+    head = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
+    big_fmtp = head + (
+        "m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        f"a=fmtp:0 {'x' * 5000}\r\n"
+    )
+    many = " ".join(str(96 + n % 30) for n in range(200))
+    long_m_line = head + f"m=audio 4000 RTP/AVP 0 {many}\r\na=rtpmap:0 PCMU/8000\r\n"
+    session = LocalSession(address="192.0.2.9")
+
+    answer = answer_offer(parse_sdp(big_fmtp), session, ports=[5000])
+    assert answer.accepted[0].codec.upper() == "PCMU"
+    assert "x" * 5000 in str(answer.sdp)  # echoed in the answer...
+    assert offer_answer._audio_template.cache_info().currsize == 0  # ...not kept
+
+    answer = answer_offer(parse_sdp(long_m_line), session, ports=[5002])
+    assert answer.accepted[0].codec.upper() == "PCMU"
+    # Only the first offer's short m= line keys the formats memo.
+    assert offer_answer._resolve_formats.cache_info().currsize == 1
