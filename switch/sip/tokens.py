@@ -5,7 +5,9 @@ RFC 3261 wants branches and tags globally unique and Call-IDs hard to guess
 CSPRNG, as :mod:`secrets` does. :mod:`secrets` asks the kernel once per token, and a
 bridged call takes about ten of them: the bytes are fetched here a page at a time
 instead and handed out in order, each byte once. A forked child would otherwise
-hand out its parent's bytes again, so it starts with an empty pool.
+hand out its parent's bytes again, so it starts with an empty pool. The pool is
+taken from without a lock: every caller runs on the event loop's thread (the SIP
+stack, call control); a thread of its own would need its own tokens.
 """
 
 from __future__ import annotations
