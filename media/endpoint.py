@@ -1117,7 +1117,7 @@ class RtpEndpoint:
                 "round_trip_ms": rtt_ms,
                 "mos": g711_mos(delay_ms, loss),
                 "ssrcs_heard": len(self._sources),
-                "ssrc_in": None if source is _NO_SOURCE else source.ssrc,
+                "ssrc_in": self.current_ssrc,
                 "ssrc_out": self.out.ssrc,
                 "remote": self.remote,
                 "latched": self.latched,

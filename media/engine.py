@@ -122,15 +122,6 @@ RTCP_TICKS: Final = RTCP_INTERVAL * HOUSEKEEPING_TICKS
 DECODE_TABLES: Final = {Codec.PCMU: ULAW_DECODE_TABLE, Codec.PCMA: ALAW_DECODE_TABLE}
 ENCODE_TABLES: Final = {Codec.PCMU: ULAW_ENCODE_TABLE, Codec.PCMA: ALAW_ENCODE_TABLE}
 
-# Enum members read at every call set-up and teardown, bound once: on CPython 3.11
-# each read of an attribute of an Enum class goes through EnumType's __getattr__ hook.
-_CLOSED: Final = PlaybackEnd.CLOSED
-_REPLACED: Final = PlaybackEnd.REPLACED
-_OUTPUT_NONE: Final = Output.NONE
-_OUTPUT_PLAYER: Final = Output.PLAYER
-_OUTPUT_MIXER: Final = Output.MIXER
-_OUTPUT_RELAY: Final = Output.RELAY
-
 # The result of every command with nothing to return: fieldless and frozen, so one
 # shared instance serves them all.
 DONE: Final = Done()
@@ -456,7 +447,7 @@ class MediaEngine:
 
     def _close_endpoint(self, endpoint_id: int) -> None:
         endpoint = self._endpoint(endpoint_id)
-        self._finish_playback(endpoint_id, _CLOSED)
+        self._finish_playback(endpoint_id, PlaybackEnd.CLOSED)
         self._disconnect(endpoint_id)
         mixer_id = self._mixer_of.get(endpoint_id)
         if mixer_id is not None:
@@ -511,13 +502,13 @@ class MediaEngine:
         if endpoint is None:
             return
         if endpoint_id in self._playbacks:
-            endpoint.set_output(_OUTPUT_PLAYER)
+            endpoint.set_output(Output.PLAYER)
         elif endpoint_id in self._mixer_of:
-            endpoint.set_output(_OUTPUT_MIXER)
+            endpoint.set_output(Output.MIXER)
         elif endpoint_id in self._bridges:
-            endpoint.set_output(_OUTPUT_RELAY)
+            endpoint.set_output(Output.RELAY)
         else:
-            endpoint.set_output(_OUTPUT_NONE)
+            endpoint.set_output(Output.NONE)
 
     # ---------------------------------------------------------------- bridges
 
@@ -530,7 +521,7 @@ class MediaEngine:
             if endpoint_id in self._mixer_of:
                 raise BadCommand(f"endpoint {endpoint_id} is in a mixer")
         for endpoint_id in (a.endpoint_id, b.endpoint_id):
-            self._finish_playback(endpoint_id, _REPLACED, restore=False)
+            self._finish_playback(endpoint_id, PlaybackEnd.REPLACED, restore=False)
             self._disconnect(endpoint_id)
         bridge = Bridge(a, b)
         self._bridges[a.endpoint_id] = bridge

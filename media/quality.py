@@ -102,24 +102,8 @@ def mos_from_r(r: float) -> float:
 
 
 def g711_mos(delay_ms: float, loss: float) -> float:
-    """``round(mos_from_r(r_factor(delay_ms=delay_ms, loss=loss)), 2)``, computed the
-    same way in one call (the engine scores every leg when it hangs up)."""
-    # comparisons first: the min/max calls only for what they would change (and NaN)
-    delay = delay_ms if delay_ms >= 0.0 else max(delay_ms, 0.0)
-    delay_impairment = DELAY_SLOPE * delay
-    if delay > DELAY_KNEE_MS:
-        delay_impairment += DELAY_SLOPE_ABOVE_KNEE * (delay - DELAY_KNEE_MS)
-    ppl = (loss if 0.0 <= loss <= 1.0 else min(max(loss, 0.0), 1.0)) * 100.0
-    r = (
-        R_DEFAULT
-        - delay_impairment
-        - (G711_IE + (IE_MAX - G711_IE) * ppl / (ppl + G711_BPL_PLC))
-    )
-    if r <= 0.0:
-        return MOS_MIN
-    if r >= 100.0:
-        return MOS_MAX
-    return round(MOS_MIN + 0.035 * r + 7e-6 * r * (r - 60.0) * (100.0 - r), 2)
+    """The MOS of a G.711 leg (PLC on) for its delay and loss, to two places."""
+    return round(mos_from_r(r_factor(delay_ms=delay_ms, loss=loss)), 2)
 
 
 def round_trip_time(arrival_ntp: int, lsr: int, dlsr: int) -> float | None:

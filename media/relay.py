@@ -61,9 +61,6 @@ TRANSCODE_TABLES: Final[dict[tuple[Codec, Codec], bytes]] = {
 }
 
 _REWRITE: Final = struct.Struct("!BHII")
-# bound once: on CPython 3.11 reading an Enum class attribute costs a slot hook call
-_OUTPUT_NONE: Final = Output.NONE
-_OUTPUT_RELAY: Final = Output.RELAY
 
 # TODO: RTCP is terminated per leg, not relayed end to end, so each phone's RTT figure
 # stops at the switch (RFC 3550 7.3 translators may forward it).
@@ -243,8 +240,8 @@ class Bridge:
         self.b_to_a = RelayPath(b, a)
         b.feeder = self.a_to_b
         a.feeder = self.b_to_a
-        a.set_output(_OUTPUT_RELAY)
-        b.set_output(_OUTPUT_RELAY)
+        a.set_output(Output.RELAY)
+        b.set_output(Output.RELAY)
 
     def other(self, endpoint: RtpEndpoint) -> RtpEndpoint:
         """The endpoint at the other end."""
@@ -258,8 +255,8 @@ class Bridge:
     def unbridge(self) -> None:
         """Stop forwarding both ways; both streams stay where they were."""
         for sink, path in ((self.b, self.a_to_b), (self.a, self.b_to_a)):
-            if sink.output is _OUTPUT_RELAY:
-                sink.set_output(_OUTPUT_NONE)
+            if sink.output is Output.RELAY:
+                sink.set_output(Output.NONE)
             path.source.stop_forwarding(path)
             if sink.feeder is path:
                 sink.feeder = None

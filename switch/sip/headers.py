@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from switch.sip import grammar
 from switch.sip.errors import BadMessage, LocalProtocolError
+from switch.sip.memo import MAX_TEXT, MEMO_SIZE, remember
 from switch.sip.uri import SipUri, Uri, normalize_host, parse_uri
 
 logger = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ _WSP = grammar.WSP
 # by their exact text, up to this many entries per memo (emptied when full) and only
 # for texts this short, so that a peer sending ever-new values costs bounded memory.
 # What differs per message (tags, branches) is still parsed every time.
-PARSE_CACHE_SIZE = 4096
-MAX_CACHED_TEXT_LENGTH = 256
+PARSE_CACHE_SIZE = MEMO_SIZE
+MAX_CACHED_TEXT_LENGTH = MAX_TEXT
 
 
 def _skip_wsp(text: str, pos: int) -> int:
@@ -306,19 +307,13 @@ def _parse_bracketed(
     params = parse_params(text, greater_than + 1)
     if greater_than + 1 != head_end or head_end > MAX_CACHED_TEXT_LENGTH:
         return NameAddr(uri, display_name, params)
-    if len(_ADDRESS_CACHE) >= PARSE_CACHE_SIZE:
-        _ADDRESS_CACHE.clear()
-    _ADDRESS_CACHE[text[:head_end]] = (uri, display_name)
+    remember(_ADDRESS_CACHE, text[:head_end], (uri, display_name), PARSE_CACHE_SIZE)
     return _remember_address(text, NameAddr(uri, display_name, params))
 
 
 def _remember_address(text: str, address: NameAddr) -> NameAddr:
     """Memoise a bracketed address parsed from ``text``; return a copy of it."""
-    if len(text) <= MAX_CACHED_TEXT_LENGTH:
-        if len(_NAME_ADDR_CACHE) >= PARSE_CACHE_SIZE:
-            _NAME_ADDR_CACHE.clear()
-        _NAME_ADDR_CACHE[text] = address
-    return address.copy()
+    return remember(_NAME_ADDR_CACHE, text, address, PARSE_CACHE_SIZE).copy()
 
 
 def _parse_addr_spec(text: str) -> NameAddr:
@@ -446,10 +441,9 @@ def parse_via(text: str) -> Via:
     transport = transport.upper()
     protocol = f"{name.upper()}/{version}"
     params = parse_params(text, pos)
-    if pos == head_end and head_end <= MAX_CACHED_TEXT_LENGTH:
-        if len(_VIA_HEAD_CACHE) >= PARSE_CACHE_SIZE:
-            _VIA_HEAD_CACHE.clear()
-        _VIA_HEAD_CACHE[text[:head_end]] = (transport, host, port, protocol)
+    if pos == head_end:
+        head = (transport, host, port, protocol)
+        remember(_VIA_HEAD_CACHE, text[:head_end], head, PARSE_CACHE_SIZE)
     return Via(transport, host, port, params, protocol)
 
 
@@ -486,12 +480,9 @@ def parse_cseq(text: str) -> CSeq:
     digits = match.group(1).lstrip("0") or "0"
     if len(digits) > MAX_CSEQ_DIGITS or int(digits) > MAX_CSEQ:
         raise BadMessage(f"CSeq number {digits[:30]} does not fit 32 bits")
-    cseq = CSeq(int(digits), match.group(2))
-    if len(text) <= MAX_CACHED_TEXT_LENGTH:
-        if len(_CSEQ_CACHE) >= PARSE_CACHE_SIZE:
-            _CSEQ_CACHE.clear()
-        _CSEQ_CACHE[text] = cseq
-    return cseq
+    return remember(
+        _CSEQ_CACHE, text, CSeq(int(digits), match.group(2)), PARSE_CACHE_SIZE
+    )
 
 
 def sip_uri(address: NameAddr) -> SipUri:

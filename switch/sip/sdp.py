@@ -36,15 +36,13 @@ import functools
 import ipaddress
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from switch.sip.errors import BadMessage
+from switch.sip.memo import MAX_TEXT, ParseMemo
 
 logger = logging.getLogger(__name__)
-
-_T = TypeVar("_T")
 
 # --- RFC 8866 section 5: the description ---------------------------------------------------
 SDP_VERSION = 0  # section 5.1: "v=0"
@@ -86,7 +84,7 @@ RTPMAP_CACHE_SIZE = 256
 # Distinct a=, t= and m= format-list values remembered (also a bound, not a tuning).
 LINE_CACHE_SIZE = 1024
 # Longer values are parsed every time: with the sizes above, a bound on the memory.
-CACHED_TEXT_MAX = 256
+CACHED_TEXT_MAX = MAX_TEXT
 
 
 class AddressType(enum.StrEnum):
@@ -558,26 +556,8 @@ def _new_session(
 # so it is checked, and reported, every time.
 
 
-class _ParseCache(dict[str, _T]):
-    """Parsed values by their exact text: ``cache[text]`` parses on a miss.
-
-    A hit is a plain dict lookup. A parse that raises stores nothing. Texts longer than
-    ``CACHED_TEXT_MAX`` are parsed but not kept, and the cache is emptied when it holds
-    ``maxsize`` entries, so its memory stays bounded whatever peers send.
-    """
-
-    def __init__(self, parse: Callable[[str], _T], maxsize: int) -> None:
-        super().__init__()
-        self.parse = parse
-        self.maxsize = maxsize
-
-    def __missing__(self, text: str) -> _T:
-        value = self.parse(text)
-        if len(text) <= CACHED_TEXT_MAX:
-            if len(self) >= self.maxsize:
-                self.clear()
-            self[text] = value
-        return value
+# The bounded memo every parser of this module uses (see switch/sip/memo.py).
+_ParseCache = ParseMemo
 
 
 def _fields(value: str, count: int, what: str) -> list[str]:

@@ -24,6 +24,7 @@ from urllib.parse import unquote
 
 from switch.sip import grammar
 from switch.sip.errors import BadMessage
+from switch.sip.memo import MAX_TEXT, MEMO_SIZE, remember
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ HOST_CACHE_SIZE = 4096
 # Request-URIs), so parse_uri memoises each text that parsed, up to this many entries
 # (the memo is emptied when full) and only for texts this short, so that a peer
 # sending long or ever-new URIs costs a bounded amount of memory.
-URI_CACHE_SIZE = 4096
-MAX_CACHED_URI_LENGTH = 256
+URI_CACHE_SIZE = MEMO_SIZE
+MAX_CACHED_URI_LENGTH = MAX_TEXT
 
 _USER_SAFE = frozenset(grammar.USER_SAFE)
 _PASSWORD_SAFE = frozenset(grammar.PASSWORD_SAFE)
@@ -345,11 +346,7 @@ def parse_uri(text: str) -> Uri:
     """
     prototype = _URI_CACHE.get(text)
     if prototype is None:
-        prototype = _parse_uri(text)
-        if len(text) <= MAX_CACHED_URI_LENGTH:
-            if len(_URI_CACHE) >= URI_CACHE_SIZE:
-                _URI_CACHE.clear()
-            _URI_CACHE[text] = prototype
+        prototype = remember(_URI_CACHE, text, _parse_uri(text), URI_CACHE_SIZE)
     return prototype.copy()
 
 
