@@ -60,14 +60,9 @@ class TransportError(Exception):
 class _UdpProtocol(asyncio.DatagramProtocol):
     def __init__(self, owner: Transports) -> None:
         self._owner = owner
-        self._on_message = owner._on_message
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        # Transports._deliver spelled out: one call less for every datagram.
-        try:
-            self._on_message(data, ("UDP", addr[0], addr[1]))
-        except Exception:  # the network must never stop a transport
-            logger.exception("unhandled error for a message from %s:%s", *addr[:2])
+        self._owner._deliver(data, ("UDP", addr[0], addr[1]))
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable from a phone that went away: the transaction's

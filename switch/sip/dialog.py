@@ -22,7 +22,6 @@ retransmission of 13.3.1.4 and the session timer live in the TU).
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import logging
 from collections.abc import Iterable, Iterator
@@ -101,28 +100,11 @@ class DialogId:
     remote_tag: str
 
 
-def _copy_uri(uri: Uri) -> Uri:
-    if type(uri) is SipUri:
-        # Spelled out rather than dataclasses.replace, which inspects the fields on
-        # every call; a dialog copies several URIs per call. Positional arguments:
-        # the dataclass __init__ binds them faster than keywords.
-        return SipUri(
-            uri.scheme,
-            uri.user,
-            uri.password,
-            uri.host,
-            uri.port,
-            dict(uri.params),
-            dict(uri.headers),
-        )
-    return dataclasses.replace(uri)
-
-
 def _without_tag(address: NameAddr) -> NameAddr:
     """An independent copy of ``address`` (URI included) with no ``tag``."""
     params = dict(address.params)
     params.pop("tag", None)
-    return NameAddr(_copy_uri(address.uri), address.display_name, params)
+    return NameAddr(address.uri.copy(), address.display_name, params)
 
 
 def _render_with_tag(address: NameAddr, tag: str) -> str:
@@ -141,7 +123,7 @@ def _record_route(message: Request | Response) -> list[NameAddr]:
 def _contact_uri(message: Request | Response) -> Uri | None:
     # No Contact line reads as no contacts, as does "*": no need to look twice.
     contacts = message.contacts
-    return _copy_uri(contacts[0].uri) if contacts else None
+    return contacts[0].uri.copy() if contacts else None
 
 
 def is_loose_router(route: NameAddr) -> bool:
@@ -151,7 +133,7 @@ def is_loose_router(route: NameAddr) -> bool:
 
 def _as_request_uri(uri: Uri) -> Uri:
     # RFC 3261 12.2.1.1: strip what a Request-URI may not carry (19.1.1 table 1).
-    copy = _copy_uri(uri)
+    copy = uri.copy()
     if isinstance(copy, SipUri):
         for name in REQUEST_URI_FORBIDDEN_PARAMS:
             copy.params.pop(name, None)
@@ -247,7 +229,7 @@ class Dialog:
         if remote_target is None:
             if response.status >= 200:
                 raise ProtocolError("2xx creating a dialog has no Contact")
-            remote_target = _copy_uri(request.uri)
+            remote_target = request.uri.copy()
         local_tag = request.from_.tag or ""
         if secure is None:
             secure = isinstance(request.uri, SipUri) and request.uri.scheme == "sips"
@@ -475,17 +457,17 @@ class Dialog:
     def _route(self, headers: Headers) -> Uri:
         """Add the Route lines; return the Request-URI (RFC 3261 12.2.1.1)."""
         if not self.route_set:
-            return _copy_uri(self.remote_target)
+            return self.remote_target.copy()
         first = self.route_set[0]
         if is_loose_router(first):
             for route in self.route_set:
                 headers.add("Route", str(route))
-            return _copy_uri(self.remote_target)
+            return self.remote_target.copy()
         # Strict router: its URI becomes the Request-URI, the rest of the route set and
         # then the remote target become the Route header field.
         for route in self.route_set[1:]:
             headers.add("Route", str(route))
-        headers.add("Route", str(NameAddr(uri=_copy_uri(self.remote_target))))
+        headers.add("Route", str(NameAddr(uri=self.remote_target.copy())))
         return _as_request_uri(first.uri)
 
 

@@ -577,6 +577,15 @@ def _request_server_key(request: Request, method: str) -> str:
 # --- the state machine ----------------------------------------------------------------
 
 
+def _misuse(
+    kind: TransactionKind, event: TransactionInput, state: TransactionState
+) -> LocalProtocolError:
+    """The error for an input the table has no entry for in ``state`` (our misuse)."""
+    return LocalProtocolError(
+        f"{kind.value} transaction cannot take {event.value!r} in {state.value}"
+    )
+
+
 class TransactionStateMachine:
     """The bare ``(state, input)`` table of one transaction kind; no messages, no time.
 
@@ -608,9 +617,7 @@ class TransactionStateMachine:
         if transition is None:
             old = self.state
             self._set_state(_S.TERMINATED)
-            raise LocalProtocolError(
-                f"{self.kind.value} transaction cannot take {event.value!r} in {old.value}"
-            )
+            raise _misuse(self.kind, event, old)
         self._set_state(transition.target)
         return transition
 
@@ -790,10 +797,7 @@ class Transaction:
         if transition is None:
             self._set_state(_S.TERMINATED)
             deadlines.clear()
-            raise LocalProtocolError(
-                f"{self.kind.value} transaction cannot take {event.value!r} "
-                f"in {old_state.value}"
-            )
+            raise _misuse(self.kind, event, old_state)
         target = transition.target
         if target is not old_state:
             # _set_state, inlined for the inputs that reach the table.
