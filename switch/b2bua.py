@@ -49,11 +49,13 @@ from switch.call import (
     OPTION_100REL,
     Call,
     CallEndedError,
+    allowed_methods,
     called_number,
     new_call_id,
     option_tags,
     ordered_codecs,
     parse_replaces,
+    uri_number,
 )
 from switch.dialplan import (
     Caller,
@@ -74,6 +76,7 @@ from switch.events import (
     publish,
 )
 from switch.leg import (
+    CallLog,
     HangupBy,
     Leg,
     LegRole,
@@ -93,7 +96,7 @@ from switch.sip.headers import NameAddr
 from switch.sip.message import Request, Response, make_response
 from switch.sip.offer_answer import answer_offer
 from switch.sip.sdp import parse_sdp
-from switch.sip.transaction import CallIdAdapter, new_tag
+from switch.sip.transaction import new_tag
 from switch.sip.uri import SipUri
 from switch.stack import SipStack
 from switch.transport import Address
@@ -394,14 +397,14 @@ class B2bua:
         return self._new_call(request, source)
 
     def _new_call(self, request: Request, source: Address) -> Response | None:
-        log = CallIdAdapter(logger, {"call_id": request.call_id})
+        log = CallLog(logger, {"call_id": request.call_id})
         caller_or_response = self._identify(request, source)
         if isinstance(caller_or_response, Response):
             return caller_or_response
         caller = caller_or_response
         if "Replaces" in request.headers:
             return self._replace(request, source, caller, log)
-        called = called_number(str(request.uri))
+        called = uri_number(request.uri)
         log.info(
             "INVITE %s from %s %s (%s:%d)",
             called,
@@ -438,22 +441,19 @@ class B2bua:
         caller: Caller,
         called: str,
         route: Route,
-        log: CallIdAdapter,
+        log: CallLog,
     ) -> Response | None:
+        sip_call_id = request.call_id
         inbound = Leg(
             role=LegRole.INBOUND,
-            call_id=request.call_id,
+            call_id=sip_call_id,
             peer=caller.number or caller.name,
             destination=source,
             media_host=self.media_host,
         )
         inbound.invite = request
         inbound.reliable = OPTION_100REL in option_tags(request, "Require")
-        inbound.peer_allows_update = "UPDATE" in {
-            method.strip().upper()
-            for value in request.headers.get_all("Allow")
-            for method in value.split(",")
-        }
+        inbound.peer_allows_update = "UPDATE" in allowed_methods(request)
         try:
             # RFC 4028 section 9: too short an interval is refused before any work.
             inbound.timer_negotiated = negotiate_uas(request)
@@ -502,14 +502,14 @@ class B2bua:
         self.calls[call.call_id] = call
         self._index(self._dialogs, inbound.dialog.id, (call, inbound), call)
         branch = request.top_via.branch or ""
-        self._index(self._invites, (request.call_id, branch), call, call)
+        self._index(self._invites, (sip_call_id, branch), call, call)
         now = time.time()
         publish(
             self.bus,
             CallStarted(
                 at=now,
                 call_id=call.call_id,
-                sip_call_id=request.call_id,
+                sip_call_id=sip_call_id,
                 caller=caller.number,
                 called=called,
                 source=f"{source[1]}:{source[2]}",
@@ -524,7 +524,7 @@ class B2bua:
                 call_id=call.call_id,
                 leg_id=inbound.leg_id,
                 role=inbound.role.value,
-                sip_call_id=request.call_id,
+                sip_call_id=sip_call_id,
                 peer=inbound.peer,
             ),
         )
@@ -542,7 +542,7 @@ class B2bua:
         return None
 
     def _replace(
-        self, request: Request, source: Address, caller: Caller, log: CallIdAdapter
+        self, request: Request, source: Address, caller: Caller, log: CallLog
     ) -> Response | None:
         """RFC 3891: an INVITE replacing a confirmed dialog of ours (attended transfer).
 

@@ -91,6 +91,7 @@ from switch.leg import (
     CAUSE_NORMAL_CLEARING,
     CAUSE_RECOVERY_ON_TIMER_EXPIRY,
     CAUSE_TEMPORARY_FAILURE,
+    CallLog,
     HangupBy,
     Leg,
     LegRole,
@@ -124,8 +125,8 @@ from switch.sip.offer_answer import (
 )
 from switch.sip.sdp import Direction, SessionDescription, parse_sdp
 from switch.sip.tokens import randbelow, token_hex
-from switch.sip.transaction import CallIdAdapter, make_cancel, new_tag
-from switch.sip.uri import SipUri, TelUri, parse_uri
+from switch.sip.transaction import make_cancel, new_tag
+from switch.sip.uri import SipUri, TelUri, Uri, parse_uri
 from switch.stack import RequestTimeout, SipStack
 
 if TYPE_CHECKING:
@@ -202,6 +203,11 @@ def called_number(uri_text: str) -> str:
         uri = parse_uri(uri_text)
     except BadMessage:
         return ""
+    return uri_number(uri)
+
+
+def uri_number(uri: Uri) -> str:
+    """:func:`called_number` of a parsed URI (a Request-URI is parsed already)."""
     if isinstance(uri, SipUri):
         return uri.user or ""
     if isinstance(uri, TelUri):
@@ -312,7 +318,7 @@ class Call:
         self._sent_early_media = False
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self.log = CallIdAdapter(logger, {"call_id": inbound.call_id})
+        self.log = CallLog(logger, {"call_id": inbound.call_id})
 
     # ------------------------------------------------------------ helpers
 
@@ -461,15 +467,17 @@ class Call:
                 )
             except MediaError as exc:
                 self.log.warning("cannot connect %s and %s: %s", a, b, exc)
-        publish(
-            self.b2bua.bus,
-            CallBridged(
-                at=self._event_time(),
-                call_id=self.call_id,
-                leg_a=a.leg_id,
-                leg_b=b.leg_id,
-            ),
-        )
+        # The CDR takes no call.bridged: most switches have nobody to build it for.
+        if listened(self.b2bua.bus, CallBridged.name):
+            publish(
+                self.b2bua.bus,
+                CallBridged(
+                    at=self._event_time(),
+                    call_id=self.call_id,
+                    leg_a=a.leg_id,
+                    leg_b=b.leg_id,
+                ),
+            )
         if self.b2bua.recordings is not None:
             self._record(a, b, self.b2bua.recordings)
 
@@ -796,11 +804,10 @@ class Call:
         inbound = self.inbound
         # An originated call (B2bua.originate) has no caller INVITE to take it from.
         display = None if inbound.invite is None else inbound.invite.from_.display_name
-        host = self.b2bua.contact().uri
-        assert isinstance(host, SipUri)
+        host, port = self.stack.local_address()  # our UDP Contact's host and port
         number = self.caller.number or "anonymous"
         prefix = "" if display is None else f'"{display}" '
-        return f"{prefix}<sip:{number}@{host.host_port}>;tag={new_tag()}"
+        return f"{prefix}<sip:{number}@{host}:{port}>;tag={new_tag()}"
 
     async def dial(
         self, targets: list[Target], *, ring_timeout: float, relay: bool
@@ -1096,7 +1103,7 @@ class Call:
         leg.offer = None
         self.apply_media(leg, media)
         leg.set_state(LegState.CONFIRMED)
-        leg.peer_allows_update = "UPDATE" in _allowed(response)
+        leg.peer_allows_update = "UPDATE" in allowed_methods(response)
         negotiated = from_response(response)
         if negotiated is not None:
             self.start_session_timer(leg, negotiated)
@@ -1826,7 +1833,7 @@ def _ended_copy(leg: Leg) -> Leg:
     return copy
 
 
-def _allowed(message: Request | Response) -> frozenset[str]:
+def allowed_methods(message: Request | Response) -> frozenset[str]:
     """The methods of every ``Allow`` line (RFC 3261 20.5), upper case."""
     methods: set[str] = set()
     for value in message.headers.get_all("Allow"):

@@ -75,6 +75,10 @@ DEFAULT_OPTIONS_FAILURES = 3
 # RFC 3261 section 8.1.1.6.
 MAX_FORWARDS = "70"
 
+# Source hosts whose trunk match each trunk remembers (INVITEs come from a few
+# carrier addresses; the table is emptied when full, so no source list grows it).
+SOURCE_CACHE_SIZE = 256
+
 
 def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(text.strip("[]"), strict=False)
@@ -137,6 +141,12 @@ class Trunk:
     _networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = field(
         default=(), init=False, repr=False
     )
+    # matches_source's answers by host, valid while address and inbound_username are
+    # those of _sources_for (the address is resolved, or resolved again, later).
+    _sources: dict[str, bool] = field(default_factory=dict, init=False, repr=False)
+    _sources_for: tuple[str, str | None] = field(
+        default=("", None), init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.transport not in TRANSPORTS:
@@ -152,7 +162,21 @@ class Trunk:
         return self.domain or self.host
 
     def matches_source(self, host: str) -> bool:
-        """Whether an INVITE from ``host`` (an IP address) comes from this trunk."""
+        """Whether an INVITE from ``host`` (an IP address) comes from this trunk.
+
+        Every INVITE asks every trunk, and parsing the address costs more than the
+        rest of identification: the answer is remembered per host.
+        """
+        state = (self.address, self.inbound_username)
+        if state != self._sources_for or len(self._sources) >= SOURCE_CACHE_SIZE:
+            self._sources.clear()
+            self._sources_for = state
+        matches = self._sources.get(host)
+        if matches is None:
+            matches = self._sources[host] = self._matches_source(host)
+        return matches
+
+    def _matches_source(self, host: str) -> bool:
         try:
             ip = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
