@@ -220,7 +220,7 @@ class NameAddr:
 
     def copy(self) -> NameAddr:
         """An independent copy: a copied URI and a new ``params`` dict."""
-        return NameAddr(self.uri.copy(), self.display_name, dict(self.params))
+        return NameAddr(self.uri.copy(), self.display_name, self.params.copy())
 
     @property
     def tag(self) -> str | None:

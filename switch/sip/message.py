@@ -391,13 +391,20 @@ def canonical_name(name: str) -> str:
     return _CANONICAL.get(name.lower(), name)
 
 
-# (key, emitted name) for every spelling seen often: the canonical names and compact
-# forms in their usual cases. Other spellings are computed on each use (a memo of every
-# name a peer sends would grow without bound).
+# (key, emitted name) of each known header: one tuple, whatever the spelling, so that
+# the parser can recognise a header by identity (``info is _CONTENT_LENGTH_INFO``).
+_KNOWN_INFO: dict[str, tuple[str, str]] = {
+    canonical: (canonical.lower(), canonical) for canonical in KNOWN_HEADERS
+}
+_CONTENT_LENGTH_INFO = _KNOWN_INFO["Content-Length"]
+
+# The info of every spelling seen often: the canonical names and compact forms in
+# their usual cases. Other spellings are looked up on each use (a memo of every name a
+# peer sends would grow without bound).
 _NAME_INFO: dict[str, tuple[str, str]] = {}
 for _lower, _canonical in _CANONICAL.items():
     for _spelling in {_lower, _lower.upper(), _canonical}:
-        _NAME_INFO[_spelling] = (_canonical.lower(), _canonical)
+        _NAME_INFO[_spelling] = _KNOWN_INFO[_canonical]
 
 
 def _name_info(name: str) -> tuple[str, str]:
@@ -407,7 +414,7 @@ def _name_info(name: str) -> tuple[str, str]:
         return info
     lower = name.lower()
     canonical = _CANONICAL.get(lower)
-    return (lower, name) if canonical is None else (canonical.lower(), canonical)
+    return (lower, name) if canonical is None else _KNOWN_INFO[canonical]
 
 
 # Name -> lookup key for the spellings of _NAME_INFO: _key is on every header read.
@@ -559,8 +566,9 @@ class Headers:
         """Replace every line named ``name`` by one line, where the first one was."""
         index = self.replace_first(name, value)
         lines = self._lines
-        key = lines[index][0]
-        lines[index + 1 :] = [line for line in lines[index + 1 :] if line[0] != key]
+        if index + 1 < len(lines):  # else it is the last line: none follows to drop
+            key = lines[index][0]
+            lines[index + 1 :] = [line for line in lines[index + 1 :] if line[0] != key]
 
     def prepend(self, name: str, value: str) -> None:
         """Insert a line above all others (a proxy's or UAC's own Via, 8.1.1.7).
@@ -697,9 +705,13 @@ class _Message:
             vias.append(top)  # type: ignore[arg-type]
             del lines[0]
         for line in lines:
-            for value in split_header_values(line):
-                if value:
-                    vias.append(parse_via(value))
+            if "," in line:
+                vias += [
+                    parse_via(value) for value in split_header_values(line) if value
+                ]
+            elif line.strip(grammar.WSP):
+                # One value (the usual line): no list to split it into.
+                vias.append(parse_via(line))
         if not vias:
             raise BadMessage("Missing Via header")
         return vias
@@ -921,23 +933,30 @@ def parse_message(data: bytes | bytearray | memoryview) -> Request | Response:
     message = _parse_start_line(lines[0])
     if "\n " in head or "\n\t" in head:
         message.headers = _parse_folded_header_lines(lines)
+        lengths = [v for key, _, v in message.headers._lines if key == "content-length"]
     else:
-        message.headers = _parse_header_lines(lines)
+        message.headers, lengths = _parse_header_lines(lines)
     try:
-        message.body = _cut_body(message.headers, data, end + len(EMPTY_LINE))
+        message.body = _cut_body(lengths, data, end + len(EMPTY_LINE))
     except BadMessage as error:
         raise FramingError(error.reason, head=message) from None
     return message
 
 
-def _parse_header_lines(lines: list[str]) -> Headers:
-    """Header lines without folding (the usual case): one line, one header."""
+def _parse_header_lines(lines: list[str]) -> tuple[Headers, list[str]]:
+    """Header lines without folding (the usual case): one line, one header.
+
+    Returns the headers and the values of the Content-Length lines, which framing
+    needs: noting them here spares another pass over the lines.
+    """
     #   message-header  =  field-name HCOLON field-value CRLF (section 7.3.1),
     #   HCOLON  =  *( SP / HTAB ) ":" SWS
     # The lines go straight into the (still empty, uncached) Headers; a name we know
     # is a token already, so only unknown spellings are matched against the grammar.
     out: list[tuple[str, str, str]] = []
+    lengths: list[str] = []
     known = _NAME_INFO
+    content_length = _CONTENT_LENGTH_INFO
     wsp = grammar.WSP
     for line in lines[1:]:
         name, colon, value = line.partition(":")
@@ -951,8 +970,11 @@ def _parse_header_lines(lines: list[str]) -> Headers:
                 if not grammar.HEADER_NAME.fullmatch(name):
                     raise BadMessage(f"Bad header name {name[:40]!r}")
                 info = _name_info(name)
-        out.append((info[0], info[1], value.strip(wsp)))
-    return Headers._of_lines(out)
+        value = value.strip(wsp)
+        if info is content_length:
+            lengths.append(value)
+        out.append((info[0], info[1], value))
+    return Headers._of_lines(out), lengths
 
 
 def _parse_folded_header_lines(lines: list[str]) -> Headers:
@@ -985,25 +1007,17 @@ def _parse_folded_header_lines(lines: list[str]) -> Headers:
     return headers
 
 
-def _content_length(headers: Headers) -> int | None:
-    value: str | None = None
-    for key, _, line_value in headers._lines:
-        if key == "content-length":
-            if value is not None and line_value != value:
-                raise BadMessage("Conflicting Content-Length headers")
-            value = line_value
-    if value is None:
-        return None
+def _cut_body(lengths: list[str], data: bytes, offset: int) -> bytes:
+    """The body after ``offset``, as the Content-Length values ``lengths`` say."""
+    if not lengths:
+        return data[offset:]
+    value = lengths[0]
+    if lengths.count(value) != len(lengths):
+        raise BadMessage("Conflicting Content-Length headers")
     if not grammar.DIGITS.fullmatch(value):
         raise BadMessage(f"Bad Content-Length {value[:20]!r}")
-    return int(value)
-
-
-def _cut_body(headers: Headers, data: bytes, offset: int) -> bytes:
-    length = _content_length(headers)
+    length = int(value)
     available = len(data) - offset
-    if length is None:
-        return data[offset:]
     if length > available:
         raise BadMessage(f"Body shorter than Content-Length ({available} < {length})")
     return data[offset : offset + length]
