@@ -132,6 +132,11 @@ class SipStack:
         self.on_late_2xx: Callable[[Response], None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        # The loop of start(), read directly on every message rather than asked for.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # True while the events of one message or timer are handed to the TU: what the
+        # handlers send then goes out in one flush at the end, not one per send.
+        self._batching = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._received = self._sent = self._dropped = self._rejected = 0
         # Our Via per transport, as (local address, text before the branch, host as
@@ -142,6 +147,7 @@ class SipStack:
 
     async def start(self, **listen: object) -> None:
         """Open the transports (arguments as :meth:`Transports.listen`)."""
+        self._loop = get_running_loop()
         await self.transports.listen(**listen)  # type: ignore[arg-type]
 
     async def stop(self) -> None:
@@ -154,6 +160,7 @@ class SipStack:
             if not future.done():
                 future.cancel()
         await self.transports.close()
+        self._loop = None
 
     def stats(self) -> StackStats:
         return StackStats(
@@ -201,7 +208,8 @@ class SipStack:
                 self._reject(message, source, exc)
                 return
         try:
-            events = self.layer.receive(message, source, get_running_loop().time())
+            loop = self._loop or get_running_loop()
+            events = self.layer.receive(message, source, loop.time())
         except ProtocolError as exc:
             if isinstance(message, Request):
                 self._reject(message, source, exc)
@@ -240,17 +248,29 @@ class SipStack:
         self._send_stateless(response, source)
 
     def _process(self, events: Sequence[object]) -> None:
-        for event in events:
-            if isinstance(event, RequestReceived):
-                self._dispatch(event.request, event.source, event.transaction_key)
-            elif isinstance(event, ResponseReceived):
-                self._response(event.transaction_key, event.response)
-            elif isinstance(event, _FAILURE_EVENTS):
-                future = self._pending.pop(event.transaction_key, None)
-                self._provisional.pop(event.transaction_key, None)
-                if future is not None and not future.done():
-                    future.set_exception(RequestTimeout(event.transaction_key))
-        self._flush()
+        """Hand ``events`` to the TU, then send what it and the layer produced.
+
+        What a handler sends meanwhile (a response, a request, an ACK) leaves in the
+        one flush at the end, in the order it was sent: each send would otherwise
+        drain the layer and look for its next deadline again.
+        """
+        batching, self._batching = self._batching, True
+        try:
+            for event in events:
+                if isinstance(event, RequestReceived):
+                    self._dispatch(event.request, event.source, event.transaction_key)
+                elif isinstance(event, ResponseReceived):
+                    self._response(event.transaction_key, event.response)
+                elif isinstance(event, _FAILURE_EVENTS):
+                    key = event.transaction_key
+                    future = self._pending.pop(key, None)
+                    self._provisional.pop(key, None)
+                    if future is not None and not future.done():
+                        future.set_exception(RequestTimeout(key))
+        finally:
+            self._batching = batching
+            if not batching:
+                self._flush()
 
     def _response(self, key: str, response: Response) -> None:
         if response.status < 200:
@@ -354,13 +374,13 @@ class SipStack:
             # The request the TU was handed names its transaction; without it the
             # layer would parse the response's Via and From to find it.
             transaction_key = layer.server_transaction_key(request)
+        now = (self._loop or get_running_loop()).time()
         try:
-            layer.send_response(
-                response, get_running_loop().time(), transaction_key=transaction_key
-            )
+            layer.send_response(response, now, transaction_key=transaction_key)
         except Exception:
             logger.exception("[%s] cannot send %d", request.call_id, response.status)
-        self._flush()
+        if not self._batching:
+            self._flush()
 
     async def request(
         self,
@@ -409,13 +429,14 @@ class SipStack:
             request.headers = Headers(list(request.headers)[1:])
             self._add_via(request, "TCP")
             data = request.to_bytes()
-        loop = get_running_loop()
+        loop = self._loop or get_running_loop()
         key = self.layer.send_request(request, destination, loop.time(), data=data)
         future: asyncio.Future[Response] = loop.create_future()
         self._pending[key] = future
         if on_provisional is not None:
             self._provisional[key] = on_provisional
-        self._flush()
+        if not self._batching:
+            self._flush()
         return future
 
     def send_ack(self, ack: Request, destination: Address) -> None:
@@ -426,15 +447,19 @@ class SipStack:
         if "Via" not in ack.headers:
             self._add_via(ack, destination[0])
         ack.headers.set("User-Agent", self.user_agent)
+        now = (self._loop or get_running_loop()).time()
         try:
-            self.layer.send_request(ack, destination, get_running_loop().time())
+            self.layer.send_request(ack, destination, now)
         except Exception:
             logger.exception("[%s] cannot send ACK", ack.call_id)
-        self._flush()
+        if not self._batching:
+            self._flush()
 
     def _add_via(self, request: Request, transport: str) -> None:
         """Put our Via on top (section 8.1.1.7), above any the request already has."""
-        local = self.local_address(transport)
+        # local_address, inlined: this runs for every request we send.
+        local_addresses = self.transports.local
+        local = local_addresses.get(transport) or local_addresses["UDP"]
         cached = self._via_prefixes.get(transport)
         if cached is None or cached[0] != local:
             host, port = local
@@ -491,13 +516,14 @@ class SipStack:
             self._timer = None
         self._timer_at = deadline
         if deadline is not None:
-            self._timer = get_running_loop().call_at(deadline, self._on_timer)
+            loop = self._loop or get_running_loop()
+            self._timer = loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
         try:
-            events = self.layer.handle_timer(get_running_loop().time())
+            events = self.layer.handle_timer((self._loop or get_running_loop()).time())
         except Exception:
             logger.exception("transaction timer failed")
             events = []

@@ -20,12 +20,13 @@ table is our own misuse (for instance the TU sending a 180 after the 486): the m
 goes to Terminated and raises :class:`~switch.sip.errors.LocalProtocolError`. Every
 network input is listed for every live state, so the network can never trigger that.
 
-Timers are absolute deadlines kept per transaction and mirrored in one heap in the layer
-(stale heap entries are skipped lazily), so :meth:`TransactionLayer.next_deadline` is
-cheap with thousands of calls. A timer of zero seconds (D, I, J, K over TCP or TLS) is a
-deadline at ``now``: the next :meth:`TransactionLayer.handle_timer` ends the
-transaction. A terminated transaction is forgotten at once (RFC 3261 17.1.1.2) and a
-:class:`TransactionTerminated` event says so.
+Timers are absolute deadlines kept per transaction and mirrored in one queue in the layer
+(a FIFO for the 64*T1 timers, a heap for the rest; stale entries are skipped lazily), so
+:meth:`TransactionLayer.next_deadline` is cheap with thousands of calls. A timer of
+zero seconds (D, I, J, K over TCP or TLS) is a deadline at ``now``: the next
+:meth:`TransactionLayer.handle_timer` ends the transaction. A terminated transaction
+is forgotten at once (RFC 3261 17.1.1.2) and a :class:`TransactionTerminated` event
+says so.
 
 What the layer deliberately leaves to the TU: the ACK for a 2xx and the 2xx
 retransmissions (RFC 3261 13.2.2.4, 13.3.1.4); answering CANCEL (the event tells which
@@ -39,6 +40,7 @@ import enum
 import heapq
 import itertools
 import logging
+from collections import deque
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -638,6 +640,83 @@ class TransactionStateMachine:
 #: Called with (transaction key, timer, deadline) whenever a timer is armed.
 TimerScheduler = Callable[[str, TimerName, float], None]
 
+# One armed timer of a layer: deadline, push order (ties never compare the rest), the
+# deadlines of its transaction, timer, transaction key. The entry is live while those
+# deadlines still hold it: a stopped timer, or a forgotten transaction (whose deadlines
+# are empty), is stale without a lookup by key.
+_TimerEntry = tuple[float, int, dict[TimerName, float], TimerName, str]
+
+
+class _TimerQueue:
+    """Every timer armed in one layer, earliest first; stale entries are dropped lazily.
+
+    Most timers run 64*T1 (B, F, H, L, M, J): armed at a ``now`` that never decreases,
+    they expire in the order they were armed, so a FIFO keeps them sorted at O(1) per
+    timer, where a heap of every timer of the last 32 seconds cost a sift through
+    thousands of entries for each push and pop. The other timers (A, E, G, K, I, D...)
+    go to a heap only seconds deep. Entries come out in (deadline, push order) order
+    across both, exactly as from one heap.
+
+    :param fifo_interval: the interval (64*T1) whose timers take the FIFO.
+    """
+
+    __slots__ = ("_fifo", "_fifo_interval", "_heap", "_next_sequence")
+
+    def __init__(self, fifo_interval: float) -> None:
+        self._fifo: deque[_TimerEntry] = deque()
+        self._fifo_interval = fifo_interval
+        self._heap: list[_TimerEntry] = []
+        # Ties are broken by push order, never by comparing the rest of an entry.
+        self._next_sequence = itertools.count().__next__
+
+    def push(
+        self,
+        deadline: float,
+        interval: float,
+        deadlines: dict[TimerName, float],
+        name: TimerName,
+        key: str,
+    ) -> None:
+        """Arm timer ``name`` of transaction ``key`` (``deadlines`` holds it)."""
+        entry = (deadline, self._next_sequence(), deadlines, name, key)
+        fifo = self._fifo
+        # A caller whose clock went back would break the FIFO's order: heap, then.
+        if interval == self._fifo_interval and (not fifo or fifo[-1][0] <= deadline):
+            fifo.append(entry)
+        else:
+            heapq.heappush(self._heap, entry)
+
+    def pop_due(self, now: float) -> _TimerEntry | None:
+        """The earliest entry due at ``now`` (live or stale), removed; else ``None``."""
+        heap = self._heap
+        fifo = self._fifo
+        if fifo and (not heap or fifo[0] < heap[0]):
+            if fifo[0][0] <= now:
+                return fifo.popleft()
+        elif heap and heap[0][0] <= now:
+            return heapq.heappop(heap)
+        return None
+
+    def next_deadline(self) -> float | None:
+        """The earliest live deadline, after dropping the stale entries before it."""
+        heap = self._heap
+        while heap:
+            entry = heap[0]
+            if entry[2].get(entry[3]) == entry[0]:
+                break
+            heapq.heappop(heap)
+        fifo = self._fifo
+        while fifo:
+            entry = fifo[0]
+            if entry[2].get(entry[3]) == entry[0]:
+                break
+            fifo.popleft()
+        if not heap:
+            return fifo[0][0] if fifo else None
+        if not fifo:
+            return heap[0][0]
+        return min(heap[0][0], fifo[0][0])
+
 
 def _ignore_timer(key: str, name: TimerName, deadline: float) -> None:
     """The default scheduler of a transaction driven by hand."""
@@ -683,17 +762,16 @@ class Transaction:
         "_ack_bytes",
         "_adapter",
         "_deadlines",
-        "_heap",
         "_initial",
         "_intervals",
         "_last_response_bytes",
-        "_next_sequence",
         "_outgoing",
         "_request_bytes",
         "_scheduler",
         "_state",
         "_state_timers",
         "_table",
+        "_timer_queue",
         "_timers",
         "key",
         "kind",
@@ -724,10 +802,9 @@ class Transaction:
         self._initial = _initial_intervals(timers, reliable)
         self._outgoing = outgoing
         self._scheduler = scheduler
-        # Set by the layer that owns this transaction: its timer heap, pushed onto
+        # Set by the layer that owns this transaction: its timers, armed there
         # directly instead of through ``scheduler`` (one call less per timer).
-        self._heap: list[tuple[float, int, str, TimerName]] | None = None
-        self._next_sequence: Callable[[], int] | None = None
+        self._timer_queue: _TimerQueue | None = None
         self._adapter: CallIdAdapter | None = None
         self._state = INITIAL_STATES[kind]
         self._table = TRANSITIONS[kind]
@@ -908,10 +985,11 @@ class Transaction:
             return
         self._intervals[name] = interval
         deadline = now + interval
-        self._deadlines[name] = deadline
-        heap = self._heap
-        if heap is not None and self._next_sequence is not None:
-            heapq.heappush(heap, (deadline, self._next_sequence(), self.key, name))
+        deadlines = self._deadlines
+        deadlines[name] = deadline
+        queue = self._timer_queue
+        if queue is not None:
+            queue.push(deadline, interval, deadlines, name, self.key)
         else:
             self._scheduler(self.key, name, deadline)
 
@@ -950,9 +1028,7 @@ class TransactionLayer:
         # RFC 3261 8.2.2.2: requests without To tag, by From tag/Call-ID/CSeq.
         self._merge_index: dict[_MergeKey, str] = {}
         self._merge_keys: dict[str, _MergeKey] = {}
-        self._heap: list[tuple[float, int, str, TimerName]] = []
-        # Ties in the heap are broken by push order, never by comparing names.
-        self._next_sequence = itertools.count().__next__
+        self._timer_queue = _TimerQueue(timers.transaction_timeout)
         self._outgoing: list[Transmit] = []
         self._pending: list[Event] = []
         # Transactions the layer runs for itself (the 482 answers): no events.
@@ -1081,31 +1157,23 @@ class TransactionLayer:
     def handle_timer(self, now: float) -> list[Event]:
         """Fire every timer due at ``now``; return the events for the TU."""
         events = self._take_pending()
-        heap = self._heap
+        pop_due = self._timer_queue.pop_due
         client = self._client
         server = self._server
-        while heap and heap[0][0] <= now:
-            deadline, _, key, name = heapq.heappop(heap)
-            # Most entries are stale (a timer stopped early): lookups inlined.
-            transaction = client.get(key) or server.get(key)
-            if transaction is None or transaction._deadlines.get(name) != deadline:
+        # Timers of zero seconds armed meanwhile (D, I, J, K over TCP) are due at once.
+        while (entry := pop_due(now)) is not None:
+            deadline, _, deadlines, name, key = entry
+            # Most entries are stale (a timer stopped early): no lookup for those.
+            if deadlines.get(name) != deadline:
                 continue
-            events.extend(self._drive(transaction, TIMER_INPUTS[name], now))
+            transaction = client.get(key) or server.get(key)
+            if transaction is not None:
+                events.extend(self._drive(transaction, TIMER_INPUTS[name], now))
         return events
 
     def next_deadline(self) -> float | None:
         """When :meth:`handle_timer` must next run, or ``None`` with no timer running."""
-        # Runs after every message the stack handles: lookups inlined.
-        heap = self._heap
-        client = self._client
-        server = self._server
-        while heap:
-            deadline, _, key, name = heap[0]
-            transaction = client.get(key) or server.get(key)
-            if transaction is not None and transaction._deadlines.get(name) == deadline:
-                return deadline
-            heapq.heappop(heap)
-        return None
+        return self._timer_queue.next_deadline()
 
     def take_outgoing(self) -> list[Transmit]:
         """Everything to put on the wire since the last call, in order."""
@@ -1187,12 +1255,16 @@ class TransactionLayer:
             scheduler=self._schedule,
         )
         # What _schedule does, done by the transaction itself (see _start_timer).
-        transaction._heap = self._heap
-        transaction._next_sequence = self._next_sequence
+        transaction._timer_queue = self._timer_queue
         return transaction
 
     def _schedule(self, key: str, name: TimerName, deadline: float) -> None:
-        heapq.heappush(self._heap, (deadline, self._next_sequence(), key, name))
+        transaction = self._lookup(key)
+        if transaction is not None:
+            interval = transaction._intervals.get(name, -1.0)
+            self._timer_queue.push(
+                deadline, interval, transaction._deadlines, name, key
+            )
 
     def _take_pending(self) -> list[Event]:
         pending, self._pending = self._pending, []
