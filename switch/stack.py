@@ -46,7 +46,7 @@ from switch.transport import Address, Transports
 logger = logging.getLogger(__name__)
 
 # TODO: issue 4 wants three times Sippy's calls per second on one core with media;
-# python -m bench.b2bua measures 1.54x (3.96 ms of CPU per call against 6.09): the
+# python -m bench.b2bua measures 1.91x (1.59 ms of CPU per call against 2.88): the
 # cost is spread over SIP parsing and building, transactions, call control and the
 # media engine's set-up and relay (python -m bench.call_path --profile shows it).
 
