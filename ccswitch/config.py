@@ -1851,6 +1851,76 @@ def _check_trunks(config: Config, name: Callable[[str], str]) -> None:
             ) from None
 
 
+def _positive_seconds(text: str) -> None:
+    seconds = float(text)
+    if not 0 < seconds <= 3600:
+        raise ValueError(f"must be seconds between 0 and 3600, got {text}")
+
+
+def _tone_frequency(text: str) -> None:
+    # switch/apps.py: the engine's player generates its 1 kHz test tone only.
+    if float(text) != 1000:
+        raise ValueError(f"only 1000 Hz is generated, got {text}")
+
+
+def _integer(text: str) -> None:
+    int(text)
+
+
+def _agent_action(text: str) -> None:
+    if text not in AGENT_ACTIONS:
+        raise ValueError(f"must be one of {', '.join(AGENT_ACTIONS)}, got {text!r}")
+
+
+def _text(text: str) -> None:
+    if not text:
+        raise ValueError("must not be empty")
+
+
+#: What the agent feature codes may ask (acd/service.py ``Acd.agent_action``).
+AGENT_ACTIONS = ("login", "logout", "break", "available")
+
+#: The local applications ``ccswitch serve`` wires (``app:NAME``) and the arguments
+#: each takes, with a check of the value. A misspelled app or argument, or a value
+#: the app cannot use, stops start-up here instead of failing the calls that reach it.
+APP_ARGUMENTS: dict[str, dict[str, Callable[[str], None]]] = {
+    "echo": {},
+    "tone": {
+        "frequency": _tone_frequency,
+        "seconds": _positive_seconds,
+        "prompt": _text,
+    },
+    "ivr": {"flow": _text},
+    "queue": {"queue": _text, "name": _text, "priority": _integer},
+    "agent": {"action": _agent_action, "reason": _text},
+}
+
+
+def _check_app(target: str, args: tuple[tuple[str, str], ...], path: str) -> None:
+    """An ``app:`` destination names a wired app, and only arguments it takes."""
+    known = APP_ARGUMENTS.get(target)
+    if known is None:
+        raise _Invalid(
+            f"unknown app {_show(target)} (apps: {', '.join(APP_ARGUMENTS)})",
+            f"{path}.to",
+        )
+    for key, value in args:
+        check = known.get(key)
+        if check is None:
+            takes = ", ".join(known) or "none"
+            raise _Invalid(
+                f"app {target} takes no argument {key} (it takes: {takes})",
+                f"{path}.args.{key}",
+            )
+        try:
+            check(value)
+        except ValueError as exc:
+            problem = str(exc)
+            if not problem.startswith("must") and not problem.startswith("only"):
+                problem = f"must be a number, got {_show(value)}"
+            raise _Invalid(problem, f"{path}.args.{key}") from None
+
+
 def _check_dialplan(config: Config, name: Callable[[str], str]) -> None:
     trunks = {trunk.name for trunk in config.trunks}
     users = {user.name for user in config.users}
@@ -1870,6 +1940,8 @@ def _check_dialplan(config: Config, name: Callable[[str], str]) -> None:
                     f"no flow {_show(target)} ({flows / (target + '.toml')} is missing)",
                     f"{path}.to",
                 )
+        if kind == "app":
+            _check_app(target, rule.args, path)
         if rule.args and kind != "app":
             raise _Invalid(
                 f"only app: destinations take args (to is {_show(rule.to)})",

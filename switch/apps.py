@@ -34,7 +34,8 @@ async def tone(session: CallSession, route: ToApp) -> None:
     """Answer, play the test tone, then the prompt (``prompt`` argument), hang up.
 
     Arguments: ``seconds`` (default 5) and ``prompt`` (a WAV path). Only 1000 Hz is
-    generated; another ``frequency`` argument is logged and played as 1000 Hz.
+    generated; the config check refuses another ``frequency`` (ccswitch/config.py),
+    and one set by other means is logged and played as 1000 Hz.
     """
     frequency = float(route.arg("frequency", str(TONE_FREQUENCY)) or TONE_FREQUENCY)
     seconds = float(route.arg("seconds", str(TONE_SECONDS)) or TONE_SECONDS)

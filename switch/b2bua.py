@@ -76,6 +76,7 @@ from switch.events import (
     publish,
 )
 from switch.leg import (
+    CAUSE_TEMPORARY_FAILURE,
     CallLog,
     HangupBy,
     Leg,
@@ -748,6 +749,12 @@ class B2bua:
             await app(session, route)
         except Hangup:
             pass
+        except Exception:
+            # An app's own fault ends this call as a server error (500, Q.850
+            # temporary failure), never as a cancelled request, and no other call.
+            call.log.exception("app %s failed", route.app)
+            if not call.ended:
+                call.end(hangup_by="switch", status=500, cause=CAUSE_TEMPORARY_FAILURE)
         finally:
             session.close()
             if not call.ended and call.bridged is None:

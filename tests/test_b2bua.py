@@ -837,6 +837,23 @@ async def test_collect_digits_from_rfc_4733_events() -> None:
     assert [b.request.call_id for b in world.stack.by_method("BYE")] == ["inbound-1"]
 
 
+async def test_an_app_that_fails_ends_only_its_call_with_500() -> None:
+    """A broken app (here: a bad argument it cannot convert) answers the caller 500
+    with Q.850 cause 41, not 487, and the switch goes on taking calls."""
+    from switch.session import CallSession
+
+    async def broken(session: CallSession, route: object) -> None:
+        float("loud")
+
+    world = app_world(broken)
+    assert world.b2bua.handle_invite(invite("700"), TRUNK) is None
+    await settle()
+    assert world.stack.statuses() == [500]
+    ended = [e for e in world.events if type(e).__name__ == "CallEnded"]
+    assert [(e.status, e.cause) for e in ended] == [(500, 41)]  # type: ignore[attr-defined]
+    assert world.b2bua.calls == {}
+
+
 async def test_collect_digits_raises_hangup_when_the_caller_hangs_up() -> None:
     from switch.session import CallSession, Hangup
 

@@ -1091,7 +1091,7 @@ def test_render_round_trips_trunks_and_dialplan() -> None:
         + TRUNK
         + 'inbound_sources = ["10.0.0.0/8"]\n'
         + '[[dialplan]]\npattern = "_9."\nto = "trunk:demo"\n'
-        + '[[dialplan]]\npattern = "7"\nto = "app:x"\nargs = { a = "b" }\n'
+        + '[[dialplan]]\npattern = "7"\nto = "app:tone"\nargs = { seconds = "3" }\n'
         + "[limits]\nmax_calls = 5\n"
     )
     config = parse(text)
@@ -1336,7 +1336,68 @@ NEW_ERRORS = [
         "(letters, digits and _.-)",
         id="dialplan-args-name",
     ),
+    pytest.param(
+        MINIMAL + '[[dialplan]]\npattern = "1"\nto = "app:nosuch"\n',
+        't.toml: dialplan[1].to: unknown app "nosuch" '
+        "(apps: echo, tone, ivr, queue, agent)",
+        id="dialplan-app-unknown",
+    ),
+    pytest.param(
+        MINIMAL
+        + '[[dialplan]]\npattern = "1"\nto = "app:tone"\nargs = { volume = 3 }\n',
+        "t.toml: dialplan[1].args.volume: app tone takes no argument volume "
+        "(it takes: frequency, seconds, prompt)",
+        id="dialplan-app-argument-unknown",
+    ),
+    pytest.param(
+        MINIMAL
+        + '[[dialplan]]\npattern = "1"\nto = "app:tone"\nargs = { seconds = "loud" }\n',
+        't.toml: dialplan[1].args.seconds: must be a number, got "loud"',
+        id="dialplan-app-argument-not-a-number",
+    ),
+    pytest.param(
+        MINIMAL
+        + '[[dialplan]]\npattern = "1"\nto = "app:tone"\nargs = { seconds = -5 }\n',
+        "t.toml: dialplan[1].args.seconds: must be seconds between 0 and 3600, got -5",
+        id="dialplan-app-argument-range",
+    ),
+    pytest.param(
+        MINIMAL
+        + '[[dialplan]]\npattern = "1"\nto = "app:tone"\nargs = { frequency = 440 }\n',
+        "t.toml: dialplan[1].args.frequency: only 1000 Hz is generated, got 440",
+        id="dialplan-app-tone-frequency",
+    ),
+    pytest.param(
+        MINIMAL
+        + '[[dialplan]]\npattern = "1"\nto = "app:agent"\nargs = { action = "lunch" }\n',
+        "t.toml: dialplan[1].args.action: must be one of login, logout, break, "
+        "available, got 'lunch'",
+        id="dialplan-app-agent-action",
+    ),
 ]
+
+
+async def test_app_arguments_cover_the_apps_serve_wires() -> None:
+    """The config check knows exactly the apps ``ccswitch serve`` hands calls to."""
+    from ccswitch.app import Switch
+    from ccswitch.config import APP_ARGUMENTS, apply_overrides
+    from tests.harness import free_port
+
+    config = apply_overrides(
+        load_config(None),
+        listen=f"127.0.0.1:{free_port()}",
+        rtp_ports=None,
+        db=":memory:",
+        log_level=None,
+        trace_file=None,
+    )
+    switch = Switch(config)
+    await switch.start()
+    try:
+        assert switch.b2bua is not None
+        assert set(APP_ARGUMENTS) == set(switch.b2bua.apps)
+    finally:
+        await switch.stop()
 
 
 @pytest.mark.parametrize(("text", "message"), NEW_ERRORS)
