@@ -201,11 +201,13 @@ class Distributor:
         number: str = "",
         arrival: float | None = None,
         callback_number: str | None = None,
+        calling_agent: str = "",
     ) -> Caller:
         """Put a caller in ``queue`` (admission is the caller's business first).
 
         :param arrival: the time of their first queue, when moved from another one.
         :param callback_number: enter directly as a virtual (callback) caller.
+        :param calling_agent: the agent whose phone is calling: never offered it.
         """
         settings = self._queue(queue)
         if caller_id in self.callers:
@@ -223,6 +225,7 @@ class Distributor:
             language=language,
             number=number,
             callback_number=callback_number,
+            calling_agent=calling_agent,
         )
         self.callers[caller_id] = caller
         self._record(QueueEvent.ENTER, now, caller, detail=number)
@@ -291,6 +294,7 @@ class Distributor:
             number=caller.number,
             arrival=caller.arrival,
             callback_number=caller.callback_number,
+            calling_agent=caller.calling_agent,
         )
 
     # -- offers -----------------------------------------------------------------
@@ -544,7 +548,7 @@ class Distributor:
         candidates = []
         for agent in free:
             penalty = agent.penalty(caller.queue)
-            if penalty is None:
+            if penalty is None or agent.name == caller.calling_agent:
                 continue
             candidate = Candidate(
                 name=agent.name,

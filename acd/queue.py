@@ -83,6 +83,8 @@ class Caller:
     :param entered: when they entered this queue.
     :param skills: skill name -> minimum level this call needs.
     :param callback_number: set for a virtual caller: the number to dial back.
+    :param calling_agent: the agent placing the call from their own phone, who is
+        never offered it.
     """
 
     caller_id: str
@@ -95,6 +97,9 @@ class Caller:
     language: str = ""
     number: str = ""
     callback_number: str | None = None
+    # The agent whose own phone placed this call (an agent dialling a queue to test
+    # it, or by mistake): never offered it, or their phone would ring for itself.
+    calling_agent: str = ""
     state: CallerState = CallerState.WAITING
     agents: tuple[str, ...] = ()  # reserved while OFFERED; the one while CONNECTED
     offered_at: float = 0.0

@@ -245,6 +245,8 @@ class Acd:
             return await self._not_admitted(
                 session, queue, decision.action, decision, tell_refused=tell_refused
             )
+        calling = session.call.caller
+        own_agent = self.agent_of_user(calling.name) if calling.kind == "user" else None
         acd.enter(
             caller_id,
             queue,
@@ -254,6 +256,7 @@ class Acd:
             language=language,
             number=session.caller,
             arrival=arrival,
+            calling_agent=own_agent or "",
         )
         future: asyncio.Future[Leave | str] = asyncio.get_running_loop().create_future()
         self._waiters[caller_id] = future

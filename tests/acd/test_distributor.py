@@ -37,6 +37,31 @@ def test_callers_are_served_in_arrival_order_by_longest_idle_agent() -> None:
     assert acd.violations() == []
 
 
+def test_an_agent_calling_a_queue_is_never_offered_their_own_call() -> None:
+    """An agent who dials the queue from their own phone waits for another agent,
+    also after a transfer to another queue; the next caller still gets them."""
+    acd = make(2)
+    acd.agents["a1"].idle_since = -5.0  # a1 would be first by longest idle
+    acd.enter("own", "support", 1.0, calling_agent="a1")
+    assert [(o.caller_id, o.agents) for o in offers(acd.poll(2.0))] == [
+        ("own", ("a2",))
+    ]
+    acd.enter("next", "support", 3.0)
+    assert [(o.caller_id, o.agents) for o in offers(acd.poll(3.0))] == [
+        ("next", ("a1",))
+    ]
+
+    alone = make(1)
+    alone.enter("own", "support", 1.0, calling_agent="a1")
+    assert offers(alone.poll(2.0)) == []
+    alone.queues["sales"] = QueueSettings(name="sales")
+    alone.handle_times["sales"] = alone.handle_times["support"]
+    alone.hold_times["sales"] = alone.hold_times["support"]
+    assert alone.transfer("own", "sales", 3.0).calling_agent == "a1"
+    assert offers(alone.poll(4.0)) == []
+    assert alone.violations() == []
+
+
 def test_priority_beats_arrival_and_arrival_is_kept_across_queues() -> None:
     acd = make(0, queue=QueueSettings(name="support"))
     acd.queues["sales"] = QueueSettings(name="sales")

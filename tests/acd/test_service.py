@@ -227,6 +227,29 @@ async def test_ring_no_answer_breaks_agent_and_the_next_one_answers() -> None:
         await acd.stop()
 
 
+async def test_an_agent_dialling_the_queue_rings_another_agent_not_themselves() -> None:
+    """Agent a1 calls the queue from their phone (user 1001): a1 would be first by
+    idle time, yet the offer goes to a2 only; a1's phone never rings for itself."""
+    core = make(2, queue=QueueSettings(name="support", announce_interval=0))
+    core.agents["a1"].idle_since = -10.0
+    acd = service(core)
+    await acd.start()
+    try:
+        session = FakeSession(
+            "c0", {"1001": ("answer", 0.01), "1002": ("answer", 0.01)}
+        )
+        session.call.caller = Caller(
+            kind="user", name="1001", number="1001", allow_outbound=False
+        )
+        result = await asyncio.wait_for(acd.enqueue(session, "support"), TIMEOUT)
+        assert result == "connect"
+        assert session.bridged == ["1002"]
+        session.call.end()
+        await asyncio.sleep(0.05)
+    finally:
+        await acd.stop()
+
+
 async def test_hang_up_while_waiting_is_an_abandon() -> None:
     core = make(0, queue=QueueSettings(name="support", join_empty=True))
     acd = service(core)
