@@ -75,6 +75,30 @@ class FlowError(ValueError):
         super().__init__(f"{source}: {where}{problem}")
 
 
+class FlowErrors(FlowError):
+    """Several problems of one flow file, each a :class:`FlowError` (in ``errors``).
+
+    A flow is checked to the end so that one run of ``ccswitch flows check`` lists
+    every problem of a file, not the first one per run; the message is the first
+    problem and how many others follow.
+    """
+
+    def __init__(self, errors: list[FlowError]) -> None:
+        first = errors[0]
+        more = len(errors) - 1
+        super().__init__(first.source, first.problem, node=first.node)
+        self.args = (f"{first} (and {more} more)",)
+        self.errors = tuple(errors)
+
+
+def _raise_all(errors: list[FlowError]) -> None:
+    """Raise ``errors``: nothing when empty, the one error, or all of them."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise FlowErrors(errors)
+
+
 def _describe(value: object) -> str:
     kinds = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
     kind = kinds.get(type(value))
@@ -385,7 +409,22 @@ def _schedule(name: str, raw: object, source: str) -> Schedule:
 def parse_flow(
     text: str, *, source: str, name: str, languages: tuple[str, ...] = ("ru", "en")
 ) -> Flow:
-    """Parse and check the structure of one flow (no prompt files are looked at)."""
+    """Parse and check the structure of one flow (no prompt files are looked at).
+
+    :raises FlowError: one problem; :class:`FlowErrors` for several.
+    """
+    flow, errors = _parse_flow(text, source=source, name=name, languages=languages)
+    _raise_all(errors)
+    return flow
+
+
+def _parse_flow(
+    text: str, *, source: str, name: str, languages: tuple[str, ...]
+) -> tuple[Flow, list[FlowError]]:
+    """The flow with the nodes that parsed, and the problems of the file.
+
+    :raises FlowError: a problem of the whole file (not TOML, no nodes table...).
+    """
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -406,8 +445,19 @@ def parse_flow(
     if not isinstance(raw_nodes, dict) or not raw_nodes:
         raise error("nodes must be a table of node tables ([nodes.NAME])")
     top.done()
-    schedules = {n: _schedule(n, raw, source) for n, raw in raw_schedules.items()}
-    nodes = {n: _node(n, raw, source, languages) for n, raw in raw_nodes.items()}
+    errors: list[FlowError] = []
+    schedules = {}
+    for schedule_name, raw in raw_schedules.items():
+        try:
+            schedules[schedule_name] = _schedule(schedule_name, raw, source)
+        except FlowError as exc:
+            errors.append(exc)
+    nodes = {}
+    for node_name, raw in raw_nodes.items():
+        try:
+            nodes[node_name] = _node(node_name, raw, source, languages)
+        except FlowError as exc:  # the node's first problem; the others go on
+            errors.append(exc)
     flow = Flow(
         name=name,
         source=source,
@@ -416,48 +466,69 @@ def parse_flow(
         schedules=schedules,
         language=language,
     )
-    _check_graph(flow)
-    return flow
+    errors += _graph_problems(flow, set(raw_nodes), set(raw_schedules))
+    return flow, errors
 
 
-def _check_graph(flow: Flow) -> None:
+def _graph_problems(
+    flow: Flow, defined: set[str], defined_schedules: set[str]
+) -> list[FlowError]:
+    """Dangling edges and schedules, unreachable nodes, loops without input.
+
+    ``defined`` names every node of the file, parsed or not: an edge to a node with a
+    problem of its own is not dangling. Where a node did not parse, its edges are
+    unknown, so reachability and loops are left until it does.
+    """
     source, nodes = flow.source, flow.nodes
-    if flow.start not in nodes:
-        raise FlowError(source, f"start node {flow.start!r} is not defined")
+    if flow.start not in defined:
+        return [FlowError(source, f"start node {flow.start!r} is not defined")]
+    problems = []
     for node in nodes.values():
         for what, target in node.edges():
-            if target not in nodes:
-                raise FlowError(
-                    source,
-                    f"{what} goes to {target!r}, which is not defined",
-                    node=node.name,
+            if target not in defined:
+                problems.append(
+                    FlowError(
+                        source,
+                        f"{what} goes to {target!r}, which is not defined",
+                        node=node.name,
+                    )
                 )
         if isinstance(node, BranchNode):
             for index, condition in enumerate(node.conditions, 1):
-                if condition.schedule and condition.schedule not in flow.schedules:
-                    raise FlowError(
-                        source,
-                        f"condition {index} uses schedule {condition.schedule!r}, "
-                        "which is not defined",
-                        node=node.name,
+                if condition.schedule and condition.schedule not in defined_schedules:
+                    problems.append(
+                        FlowError(
+                            source,
+                            f"condition {index} uses schedule "
+                            f"{condition.schedule!r}, which is not defined",
+                            node=node.name,
+                        )
                     )
+    if problems or len(nodes) < len(defined):
+        return problems
     reached = _reachable(flow)
     for name in nodes:
         if name not in reached:
-            raise FlowError(
-                source,
-                f"unreachable: no path from the start node {flow.start!r} leads here",
-                node=name,
+            problems.append(
+                FlowError(
+                    source,
+                    "unreachable: no path from the start node "
+                    f"{flow.start!r} leads here",
+                    node=name,
+                )
             )
     loop = _loop_without_input(flow)
     if loop:
         path = " -> ".join([*loop, loop[0]])
-        raise FlowError(
-            source,
-            f"loop {path} takes no caller input; put a menu, collect or language "
-            "node in it",
-            node=loop[0],
+        problems.append(
+            FlowError(
+                source,
+                f"loop {path} takes no caller input; put a menu, collect or "
+                "language node in it",
+                node=loop[0],
+            )
         )
+    return problems
 
 
 def _reachable(flow: Flow) -> set[str]:
@@ -506,7 +577,11 @@ def _prompt_items(node: Node) -> Iterable[PromptItem]:
 
 
 def check_prompts(flow: Flow, library: PromptLibrary) -> None:
-    """Every prompt file the flow can play exists in every configured language."""
+    """Every prompt file the flow can play exists in every configured language.
+
+    :raises FlowError: one missing file; :class:`FlowErrors` for several.
+    """
+    problems: list[FlowError] = []
     for node in flow.nodes.values():
         for item in _prompt_items(node):
             if item.kind is PromptKind.SILENCE:
@@ -514,21 +589,28 @@ def check_prompts(flow: Flow, library: PromptLibrary) -> None:
             for language in library.languages:
                 if item.kind is PromptKind.FILE:
                     if not library.exists(item.value, language):
-                        raise FlowError(
-                            flow.source,
-                            f"prompt {item.value!r} has no file "
-                            f"{library.path(item.value, language)}",
-                            node=node.name,
+                        problems.append(
+                            FlowError(
+                                flow.source,
+                                f"prompt {item.value!r} has no file "
+                                f"{library.path(item.value, language)}",
+                                node=node.name,
+                            )
                         )
                     continue
-                for word in speech.WORDS[language]:
-                    if not library.exists(word, language):
-                        raise FlowError(
+                missing = [
+                    w for w in speech.WORDS[language] if not library.exists(w, language)
+                ]
+                if missing:  # the first word file says which folder is short
+                    problems.append(
+                        FlowError(
                             flow.source,
                             f"prompt '{item.kind.value}:{item.value}' needs the word "
-                            f"file {library.path(word, language)}",
+                            f"file {library.path(missing[0], language)}",
                             node=node.name,
                         )
+                    )
+    _raise_all(problems)
 
 
 def load_flow(path: Path, library: PromptLibrary) -> Flow:
@@ -537,16 +619,22 @@ def load_flow(path: Path, library: PromptLibrary) -> Flow:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise FlowError(str(path), f"cannot read: {exc}") from None
-    flow = parse_flow(
+    flow, errors = _parse_flow(
         text, source=str(path), name=path.stem, languages=library.languages
     )
-    check_prompts(flow, library)
+    try:
+        check_prompts(flow, library)  # the nodes that parsed
+    except FlowErrors as exc:
+        errors += exc.errors
+    except FlowError as exc:
+        errors.append(exc)
+    _raise_all(errors)
     return flow
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class LoadResult:
-    """Flows that loaded, and one error per file that did not."""
+    """Flows that loaded, and every problem of the files that did not."""
 
     flows: dict[str, Flow]
     errors: tuple[FlowError, ...]
@@ -562,6 +650,8 @@ def load_flows(folder: Path, library: PromptLibrary) -> LoadResult:
     for path in sorted(folder.glob(f"*{FLOW_SUFFIX}")):
         try:
             flows[path.stem] = load_flow(path, library)
+        except FlowErrors as exc:
+            errors.extend(exc.errors)
         except FlowError as exc:
             errors.append(exc)
     return LoadResult(flows=flows, errors=tuple(errors))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ivr.flow import BranchNode, MenuNode, PlayNode, PromptKind
-from ivr.loader import FlowError, load_flow, load_flows, parse_flow
+from ivr.loader import FlowError, FlowErrors, load_flow, load_flows, parse_flow
 from ivr.prompts import PromptLibrary
 from ivr.service import DEMO_FLOWS
 
@@ -111,11 +111,61 @@ def test_a_loop_through_a_menu_is_fine(tmp_path: Path, library: PromptLibrary) -
 
 
 def test_missing_prompt_file(tmp_path: Path, library: PromptLibrary) -> None:
+    """Missing in both languages: both files are named, in one run."""
     path = write(tmp_path, GOOD.replace('["menu"]', '["menu", "welcome_back"]'))
-    missing = library.root / "ru" / "welcome_back.wav"
-    assert error_of(path, library) == (
-        f"{path}: node 'menu': prompt 'welcome_back' has no file {missing}"
+    with pytest.raises(FlowErrors) as caught:
+        load_flow(path, library)
+    assert [str(error) for error in caught.value.errors] == [
+        f"{path}: node 'menu': prompt 'welcome_back' has no file "
+        f"{library.root / language / 'welcome_back.wav'}"
+        for language in ("ru", "en")
+    ]
+    assert str(caught.value) == f"{caught.value.errors[0]} (and 1 more)"
+
+
+def test_every_problem_of_a_file_in_one_run(
+    tmp_path: Path, library: PromptLibrary
+) -> None:
+    """Bad types in two nodes, a missing key, a dangling edge and a prompt missing
+    in both languages: one check reports all six, each on its own line (``ccswitch
+    flows check``); reachability waits until every node parses."""
+    text = (
+        GOOD
+        + """
+[nodes.ask]
+type = "menu"
+prompts = ["nosuchprompt"]
+choices = { "1" = "bye" }
+invalid = "bye"
+timeout = "five"
+
+[nodes.other]
+type = "play"
+prompts = ["nosuchprompt"]
+next = "nowhere"
+
+[nodes.broken]
+type = "play"
+"""
     )
+    text = text.replace('next = "menu"', 'next = "menu"\nbarge_in = "yes"')
+    path = write(tmp_path, text)
+    result = load_flows(tmp_path, library)
+    assert result.flows == {}
+    lines = [str(error) for error in result.errors]
+    assert len(lines) == 6, lines
+    assert lines[0].startswith(f"{path}: node 'hello': barge_in")
+    assert lines[1].startswith(f"{path}: node 'ask': timeout")
+    assert lines[2].startswith(f"{path}: node 'broken': next")
+    assert (
+        lines[3]
+        == f"{path}: node 'other': next goes to 'nowhere', which is not defined"
+    )
+    assert lines[4:] == [
+        f"{path}: node 'other': prompt 'nosuchprompt' has no file "
+        f"{library.root / language / 'nosuchprompt.wav'}"
+        for language in ("ru", "en")
+    ]
 
 
 def test_missing_prompt_in_the_second_language(
