@@ -55,7 +55,9 @@ class FlowRegistry:
         if any(Path(e.source).suffix != FLOW_SUFFIX for e in result.errors):
             # The folder itself is unreadable (gone, not a folder): that says nothing
             # about the flows, so every running one stays.
-            logger.error("flows folder %s unusable: all running flows kept", self.folder)
+            logger.error(
+                "flows folder %s unusable: all running flows kept", self.folder
+            )
             return result
         failed = {Path(e.source).stem for e in result.errors}
         updated = dict(self._flows)

@@ -43,12 +43,12 @@ figures restart cleanly.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import enum
 import logging
 import random
 import select
-import socket
 import struct
 import sys
 import time
@@ -370,7 +370,8 @@ class RtpEndpoint:
 
     :param endpoint_id: the engine's id, carried in events and statistics.
     :param loop: the loop the sockets are registered with.
-    :param rtp_socket: bound non-blocking UDP socket on an even port.
+    :param rtp_socket: bound non-blocking UDP socket on an even port (``socket.socket``
+        or its C base, which :func:`media.ports.bind_pair` returns).
     :param rtcp_socket: bound non-blocking UDP socket on the next port.
     :param latching: latch the remote to the first valid packet's source.
     :param on_dtmf: called with each RFC 4733 key press received.
@@ -443,8 +444,8 @@ class RtpEndpoint:
         self,
         endpoint_id: int,
         loop: asyncio.AbstractEventLoop,
-        rtp_socket: socket.socket,
-        rtcp_socket: socket.socket,
+        rtp_socket: _socket.socket,
+        rtcp_socket: _socket.socket,
         *,
         latching: bool = True,
         on_dtmf: DtmfCallback | None = None,

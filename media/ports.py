@@ -15,6 +15,7 @@ the end of the queue, so a permanently busy port costs one failed ``bind`` per c
 
 from __future__ import annotations
 
+import _socket
 import collections
 import logging
 import socket
@@ -31,6 +32,12 @@ RTCP_PORT_OFFSET = 1
 SOCKET_BUFFER_BYTES = 256 * 1024
 # Linux creates the socket non-blocking (no separate ioctl per socket); elsewhere 0.
 _NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+_UDP_TYPE = int(socket.SOCK_DGRAM | _NONBLOCK)
+# The sockets are the C type itself, not socket.socket: that subclass only adds a
+# Python __init__ and close() (for makefile's reference counting, unused here) around
+# the same system calls, and with four sockets opened and closed per call those two
+# frames cost more than the rest of the Python around them.
+UdpSocket = _socket.socket
 
 
 class PortsExhausted(Exception):
@@ -97,9 +104,9 @@ class PortAllocator:
         return port in self._in_use
 
 
-def _open_udp(host: str, port: int, *, receive_buffer: bool) -> socket.socket:
+def _open_udp(host: str, port: int, *, receive_buffer: bool) -> UdpSocket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM | _NONBLOCK)
+    sock = UdpSocket(family, _UDP_TYPE)
     try:
         if receive_buffer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER_BYTES)
@@ -112,9 +119,7 @@ def _open_udp(host: str, port: int, *, receive_buffer: bool) -> socket.socket:
     return sock
 
 
-def bind_pair(
-    allocator: PortAllocator, host: str
-) -> tuple[int, socket.socket, socket.socket]:
+def bind_pair(allocator: PortAllocator, host: str) -> tuple[int, UdpSocket, UdpSocket]:
     """Allocate a pair and bind non-blocking RTP and RTCP sockets on ``host``.
 
     Pairs that fail to bind (held by another process) are released to the back of the

@@ -654,10 +654,7 @@ class B2bua:
 
     def _from_a_phone(self, source: Address) -> bool:
         """Whether ``source`` is where a registered phone registered from."""
-        return any(
-            binding.source[1:] == source[1:]
-            for binding in self.registrar.all_bindings()
-        )
+        return self.registrar.registered_from(source)
 
     def _reject(
         self,

@@ -103,6 +103,11 @@ class Registrar:
         self.bus = bus
         self.clock = clock
         self._bindings: dict[str, dict[str, Binding]] = {}
+        # How many stored bindings came from each (host, port): every INVITE asks
+        # whether its source is a registered phone, and scanning every binding for
+        # that grows with the number of phones. Kept by _put and _pop, the only
+        # writers of _bindings.
+        self._sources: dict[tuple[str, int], int] = {}
 
     async def start(self) -> None:
         """Load stored bindings, dropping those that expired while we were down."""
@@ -112,7 +117,7 @@ class Registrar:
             if binding.expires_at <= now:
                 await self.store.delete_binding(binding.user, binding.contact)
                 continue
-            self._bindings.setdefault(binding.user, {})[binding.contact] = binding
+            self._put(binding)
             kept += 1
         logger.info("registrar loaded %d binding(s)", kept)
 
@@ -132,6 +137,36 @@ class Registrar:
 
     def all_bindings(self) -> list[Binding]:
         return [b for per_user in self._bindings.values() for b in per_user.values()]
+
+    def registered_from(self, source: Address) -> bool:
+        """Whether any stored binding's REGISTER came from ``source``'s host and port
+        (whatever the transport): the same answer as scanning :meth:`all_bindings`."""
+        return source[1:] in self._sources
+
+    def _put(self, binding: Binding) -> None:
+        """Store ``binding``, replacing the user's binding at the same contact."""
+        per_user = self._bindings.setdefault(binding.user, {})
+        old = per_user.get(binding.contact)
+        if old is not None:
+            self._forget_source(old)
+        per_user[binding.contact] = binding
+        key = binding.source[1:]
+        self._sources[key] = self._sources.get(key, 0) + 1
+
+    def _pop(self, user: str, contact: str) -> Binding | None:
+        """Remove and return the binding of ``user`` at ``contact``, if any."""
+        binding = self._bindings.get(user, {}).pop(contact, None)
+        if binding is not None:
+            self._forget_source(binding)
+        return binding
+
+    def _forget_source(self, binding: Binding) -> None:
+        key = binding.source[1:]
+        left = self._sources[key] - 1
+        if left:
+            self._sources[key] = left
+        else:
+            del self._sources[key]
 
     # -- REGISTER -----------------------------------------------------------------
 
@@ -263,7 +298,7 @@ class Registrar:
                 registered_at=existing.registered_at if existing else now,
             )
             # Looked up again: a removal above may have dropped the user's table.
-            self._bindings.setdefault(user, {})[contact] = binding
+            self._put(binding)
             await self.store.save_binding(binding)
             if existing is None:
                 logger.info(
@@ -346,7 +381,7 @@ class Registrar:
 
     async def _remove(self, user: str, contact: str, reason: str) -> None:
         # The user's (maybe empty) table stays: a REGISTER being processed holds it.
-        if self._bindings.get(user, {}).pop(contact, None) is None:
+        if self._pop(user, contact) is None:
             return
         await self.store.delete_binding(user, contact)
         logger.info("binding of %s at %s removed (%s)", user, contact, reason)

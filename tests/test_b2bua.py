@@ -203,6 +203,9 @@ class FakeRegistrar:
     def all_bindings(self) -> list[FakeBinding]:
         return [b for bindings in self.bindings.values() for b in bindings]
 
+    def registered_from(self, source: Address) -> bool:
+        return any(b.source[1:] == source[1:] for b in self.all_bindings())
+
 
 class FakeTrunks:
     def identify(self, request: Request, source: Address) -> object | None:
@@ -900,9 +903,12 @@ def unwatched(world: World) -> World:
     assert bus is not None
     bus.remove_all_listeners(ANY)
     for value in vars(catalogue).values():
-        if isinstance(value, type) and issubclass(value, catalogue.Event):
-            if value.name not in (catalogue.DtmfReceived.name, "event"):
-                bus.on(value.name, world.events.append)
+        if (
+            isinstance(value, type)
+            and issubclass(value, catalogue.Event)
+            and value.name not in (catalogue.DtmfReceived.name, "event")
+        ):
+            bus.on(value.name, world.events.append)
     return world
 
 

@@ -11,6 +11,7 @@ from switch.registrar import Binding, Registrar
 from switch.sip.auth import DigestClient, DigestServer
 from switch.sip.message import Request, Response, parse_message
 from switch.sip.uri import parse_uri
+from switch.transport import Address
 from switch.users import Authenticator, User, UserDirectory
 
 REALM = "ccswitch"
@@ -290,7 +291,9 @@ async def test_contacts_per_user_are_bounded(registrar: Registrar) -> None:
     assert registrar.lookup("1001") == []
 
 
-@pytest.mark.parametrize("expires", ["3_600", "+120", "\u0661\u0662\u0660", "9x" * 2000])
+@pytest.mark.parametrize(
+    "expires", ["3_600", "+120", "\u0661\u0662\u0660", "9x" * 2000]
+)
 async def test_expires_must_be_ascii_digits(registrar: Registrar, expires: str) -> None:
     phone = Phone("1001", "demo1001")
     first = await registrar.handle_register(phone.register(), SOURCE)
@@ -323,12 +326,63 @@ async def test_a_huge_expires_is_capped_not_refused(registrar: Registrar) -> Non
     assert response.contacts[0].params["expires"] == "3600"
 
 
-async def test_credentials_for_another_request_uri_are_refused(registrar: Registrar) -> None:
+async def test_credentials_for_another_request_uri_are_refused(
+    registrar: Registrar,
+) -> None:
     phone = Phone("1001", "demo1001")
     challenge = await registrar.handle_register(phone.register(), SOURCE)
     client = DigestClient(username="1001", password="demo1001")
-    creds = client.authorize(challenge.headers.get_all("WWW-Authenticate"),
-                             method="REGISTER", uri="sip:elsewhere.invalid")
-    response = await registrar.handle_register(phone.register(authorization=creds), SOURCE)
+    creds = client.authorize(
+        challenge.headers.get_all("WWW-Authenticate"),
+        method="REGISTER",
+        uri="sip:elsewhere.invalid",
+    )
+    response = await registrar.handle_register(
+        phone.register(authorization=creds), SOURCE
+    )
     assert response.status == 401
     assert registrar.lookup("1001") == []
+
+
+def _scanned(registrar: Registrar, source: Address) -> bool:
+    """The slow answer that registered_from's index must equal."""
+    return any(b.source[1:] == source[1:] for b in registrar.all_bindings())
+
+
+async def test_registered_from_follows_every_binding_change(
+    registrar: Registrar, clock: Clock
+) -> None:
+    """The source index answers as a scan of every binding, through refresh from a
+    new address, two phones at one address, unregistration, expiry and restart."""
+    here: Address = SOURCE
+    there: Address = ("TCP", "198.51.100.7", 5070)
+    phone, other = Phone("1001", "demo1001"), Phone("1002", "demo1002", call_id="o")
+
+    async def register(phone: Phone, source: Address, **kw: object) -> None:
+        request = phone.register(**kw)  # type: ignore[arg-type]
+        challenge = await registrar.handle_register(request, source)
+        ok = await registrar.handle_register(phone.answer(challenge, **kw), source)
+        assert ok.status == 200
+
+    def check(*expected: bool) -> None:
+        probes = (here, there, ("UDP", "198.51.100.7", 5070), ("UDP", "192.0.2.10", 1))
+        got = tuple(registrar.registered_from(s) for s in probes)
+        assert got == tuple(_scanned(registrar, s) for s in probes) == expected
+
+    check(False, False, False, False)
+    await register(phone, here, expires=120)
+    await register(other, here, expires=3000)
+    check(True, False, False, False)
+    await register(phone, there, expires=120)  # the same contact, a new address
+    check(True, True, True, False)
+    await register(other, here, expires=0)  # unregistered
+    check(False, True, True, False)
+    await register(other, here, expires=3000)
+    clock.now += 121
+    assert await registrar.expire() == 1  # phone's binding (from there) expired
+    check(True, False, False, False)
+    again = Registrar(
+        authenticator=registrar.authenticator, store=registrar.store, clock=clock
+    )
+    await again.start()
+    assert again.registered_from(here) and not again.registered_from(there)

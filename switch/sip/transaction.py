@@ -660,7 +660,14 @@ class _TimerQueue:
     :param fifo_interval: the interval (64*T1) whose timers take the FIFO.
     """
 
-    __slots__ = ("_fifo", "_fifo_interval", "_heap", "_next_sequence")
+    __slots__ = (
+        "_fifo",
+        "_fifo_interval",
+        "_head",
+        "_head_known",
+        "_heap",
+        "_next_sequence",
+    )
 
     def __init__(self, fifo_interval: float) -> None:
         self._fifo: deque[_TimerEntry] = deque()
@@ -668,6 +675,12 @@ class _TimerQueue:
         self._heap: list[_TimerEntry] = []
         # Ties are broken by push order, never by comparing the rest of an entry.
         self._next_sequence = itertools.count().__next__
+        # The entry next_deadline last found earliest among the live ones (None: no
+        # live timer), while _head_known. The stack asks after every message; most
+        # times that entry is still live and no push came earlier, so the answer
+        # stands without looking at the heap and the FIFO again.
+        self._head: _TimerEntry | None = None
+        self._head_known = False
 
     def push(
         self,
@@ -685,6 +698,11 @@ class _TimerQueue:
             fifo.append(entry)
         else:
             heapq.heappush(self._heap, entry)
+        if self._head_known:
+            # A push can only bring the earliest deadline forward.
+            head = self._head
+            if head is None or deadline < head[0]:
+                self._head = entry
 
     def pop_due(self, now: float) -> _TimerEntry | None:
         """The earliest entry due at ``now`` (live or stale), removed; else ``None``."""
@@ -692,13 +710,26 @@ class _TimerQueue:
         fifo = self._fifo
         if fifo and (not heap or fifo[0] < heap[0]):
             if fifo[0][0] <= now:
+                self._head_known = False  # the entry popped may be the one kept
                 return fifo.popleft()
         elif heap and heap[0][0] <= now:
+            self._head_known = False
             return heapq.heappop(heap)
         return None
 
     def next_deadline(self) -> float | None:
-        """The earliest live deadline, after dropping the stale entries before it."""
+        """The earliest live deadline.
+
+        The entry found last time answers again while it is live (a push that comes
+        earlier replaces it, a pop forgets it); else the stale entries before the
+        earliest live one are dropped and that one is kept.
+        """
+        if self._head_known:
+            head = self._head
+            if head is None:
+                return None
+            if head[2].get(head[3]) == head[0]:
+                return head[0]
         heap = self._heap
         while heap:
             entry = heap[0]
@@ -712,10 +743,14 @@ class _TimerQueue:
                 break
             fifo.popleft()
         if not heap:
-            return fifo[0][0] if fifo else None
-        if not fifo:
-            return heap[0][0]
-        return min(heap[0][0], fifo[0][0])
+            head = fifo[0] if fifo else None
+        elif not fifo:
+            head = heap[0]
+        else:
+            head = fifo[0] if fifo[0] < heap[0] else heap[0]
+        self._head = head
+        self._head_known = True
+        return None if head is None else head[0]
 
 
 def _ignore_timer(key: str, name: TimerName, deadline: float) -> None:

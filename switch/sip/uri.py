@@ -28,6 +28,8 @@ from switch.sip.memo import MAX_TEXT, MEMO_SIZE, remember
 
 logger = logging.getLogger(__name__)
 
+_new_object = object.__new__
+
 # RFC 3261 section 19.1.4: these uri-parameters, when present in only one of two URIs,
 # make them differ; every other parameter present in only one URI is ignored. The rule
 # text names user, ttl, method and maddr; "transport" is added because the section's own
@@ -186,18 +188,19 @@ class SipUri:
 
     def copy(self) -> SipUri:
         """An independent copy: its ``params`` and ``headers`` are new dicts."""
-        # Positional arguments: the dataclass __init__ binds them faster than keywords.
+        # About 20 copies per call: the fields are set directly on a bare instance,
+        # in __init__'s order, which spares the call into the dataclass __init__.
         # dict.copy() is cheaper than dict(); URI headers are rare, so an empty dict
         # is made without a call.
-        return SipUri(
-            self.scheme,
-            self.user,
-            self.password,
-            self.host,
-            self.port,
-            self.params.copy(),
-            self.headers.copy() if self.headers else {},
-        )
+        new = _new_object(SipUri)
+        new.scheme = self.scheme
+        new.user = self.user
+        new.password = self.password
+        new.host = self.host
+        new.port = self.port
+        new.params = self.params.copy()
+        new.headers = self.headers.copy() if self.headers else {}
+        return new
 
     def __str__(self) -> str:
         # The usual URI (user@host:port, a few plain parameters) takes the first

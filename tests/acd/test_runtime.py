@@ -45,9 +45,7 @@ def test_announcements_are_spoken_with_the_ivr_prompts() -> None:
 
 
 def test_missing_prompts_fall_back_to_a_beep(tmp_path: Path) -> None:
-    announce, _, _ = _prompt_functions(
-        PromptLibrary(root=tmp_path, languages=("en",))
-    )
+    announce, _, _ = _prompt_functions(PromptLibrary(root=tmp_path, languages=("en",)))
     assert list(announce(2, 60.0, "en")) == beep_announcer(2, 60.0, "en")
 
 

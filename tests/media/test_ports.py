@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _socket
 import socket
 
 import pytest
@@ -129,3 +130,15 @@ def _rmem_max() -> int:
             return int(limit.read())
     except (OSError, ValueError):
         return SOCKET_BUFFER_BYTES
+
+
+def test_bind_pair_sockets_are_plain_c_sockets_that_close_like_socket_objects() -> None:
+    """bind_pair skips socket.socket's Python wrapper (its __init__ and close cost more
+    than the rest of set-up); the C type must still close idempotently and report it."""
+    allocator = PortAllocator(BASE + 40, BASE + 49)
+    _port, rtp, rtcp = bind_pair(allocator, "127.0.0.1")
+    assert type(rtp) is _socket.socket and type(rtcp) is _socket.socket
+    for sock in (rtp, rtcp):
+        sock.close()
+        sock.close()  # a second close is harmless, as with socket.socket
+        assert sock.fileno() == -1

@@ -18,7 +18,13 @@ from switch.sip.dialog import (
 )
 from switch.sip.errors import LocalProtocolError, ProtocolError
 from switch.sip.headers import parse_name_addr, parse_via
-from switch.sip.message import Request, Response, make_response, parse_message
+from switch.sip.message import (
+    Headers,
+    Request,
+    Response,
+    make_response,
+    parse_message,
+)
 from switch.sip.uri import SipUri, parse_uri
 
 D = DialogState
@@ -397,6 +403,47 @@ def test_building_requests_leaves_the_dialog_addresses_as_they_were() -> None:
     assert isinstance(built.uri, SipUri)
     built.uri.params["changed"] = "yes"
     assert "changed" not in str(dialog.remote_target)
+
+
+def test_dialog_requests_carry_the_dialog_lines_in_order() -> None:
+    # The Max-Forwards, From, To and Call-ID lines (From and To rendered once per
+    # dialog): the headers are what Headers.add builds, in RFC 3261 12.2.1.1 order.
+    dialog = uac_dialog()
+    for built in (
+        dialog.create_request("INFO", headers=[("Subject", "x")]),
+        dialog.create_ack(10, via=parse_via("SIP/2.0/UDP h:5060;branch=z9hG4bKa")),
+    ):
+        assert built.headers == Headers(list(built.headers))
+    bye = dialog.create_request("BYE")
+    expected = Headers(
+        [
+            ("Max-Forwards", "70"),
+            ("Route", "<sip:p2.example;lr>"),
+            ("Route", "<sip:p1.example;lr>"),
+            ("From", '"Alice" <sip:alice@atlanta.example>;tag=alicetag'),
+            ("To", "<sip:bob@biloxi.example>;tag=bobtag"),
+            ("Call-ID", "dialog-call"),
+            ("CSeq", f"{dialog.local_seq} BYE"),
+        ]
+    )
+    assert bye.headers == expected
+
+
+def test_dialog_requests_follow_a_replaced_address_or_id() -> None:
+    dialog = uac_dialog()
+    dialog.create_request("INFO")
+    dialog.remote_uri = parse_name_addr("<sip:carol@chicago.example>")
+    dialog.id = DialogId("other-call", "alicetag", "caroltag")
+    info = wire(dialog.create_request("INFO"))
+    assert info.headers.get("To") == "<sip:carol@chicago.example>;tag=caroltag"
+    assert info.call_id == "other-call"
+    dialog.local_uri = parse_name_addr("<sip:alice@example.org>")
+    info = wire(dialog.create_request("INFO"))
+    assert info.headers.get("From") == "<sip:alice@example.org>;tag=alicetag"
+    # They are checked as Headers.add checks a line: no header injection.
+    dialog.id = DialogId("bad\r\nX-Injected: 1", "alicetag", "caroltag")
+    with pytest.raises(LocalProtocolError):
+        dialog.create_request("INFO")
 
 
 def test_rfc_2543_peer_without_tag_gets_an_untagged_to() -> None:

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from switch.sip import headers as headers_module
 from switch.sip.errors import BadMessage, LocalProtocolError
 from switch.sip.headers import (
     CSeq,
@@ -188,6 +189,53 @@ def test_parse_params() -> None:
     }
     assert parse_params("xx;a=1", 2) == {"a": "1"}
     assert render_params({"a": "1", "b": None}) == ";a=1;b"
+
+
+def _params_by_pattern(text: str, pos: int = 0) -> dict[str, str | None] | str:
+    """The pattern loop parse_params falls back to, or the error it raises."""
+    try:
+        return headers_module._parse_params_by_pattern(text, pos)
+    except BadMessage as error:
+        return f"error: {error}"
+
+
+def _params(text: str, pos: int = 0) -> dict[str, str | None] | str:
+    try:
+        return parse_params(text, pos)
+    except BadMessage as error:
+        return f"error: {error}"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ";branch=z9hG4bK776asdhds;rport",
+        ";Branch=z9hG4bK.a-b;received=192.0.2.1;rport=5060",
+        ";maddr=[2001:db8::1];x-Tag=a~b'c;lr",
+        ";a=1;a=2",
+        ";tag=é",
+        ";tag=a=b",
+        ";tag=",
+        ";;tag=1",
+        ";tag=1;",
+        "; tag=1",
+        ";tag =1",
+        ";tag= 1",
+        ';tag="quoted;value"',
+        ";t@g=1",
+        ";tag=1 x",
+        ";",
+        "x;a=1",
+    ],
+)
+def test_parse_params_split_fast_path_matches_pattern_loop(text: str) -> None:
+    assert _params(text) == _params_by_pattern(text)
+    assert _params(f"<sip:a@b>{text}", 9) == _params_by_pattern(f"<sip:a@b>{text}", 9)
+
+
+@given(st.text(alphabet=';= \t"aZ09.:[]-@é', max_size=20))
+def test_parse_params_fast_path_agrees_on_any_text(text: str) -> None:
+    assert _params(text) == _params_by_pattern(text)
 
 
 def test_split_header_values() -> None:
@@ -418,3 +466,15 @@ def test_name_addr_copy_is_independent() -> None:
     assert address.tag == "t"
     assert isinstance(address.uri, SipUri)
     assert address.uri.params == {}
+
+
+def test_name_addr_copy_is_what_init_builds() -> None:
+    # copy() sets the fields on a bare instance: it must hold what __init__ would.
+    address = parse_name_addr('"Carol" <sip:carol@example.com;lr>;tag=t')
+    clone = address.copy()
+    built = NameAddr(address.uri.copy(), address.display_name, dict(address.params))
+    assert vars(clone) == vars(built)
+    assert list(vars(clone)) == list(vars(built))
+    assert repr(clone) == repr(built)
+    assert clone.uri is not address.uri
+    assert clone.params is not address.params

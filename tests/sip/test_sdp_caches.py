@@ -407,8 +407,7 @@ def test_offer_answer_memos_keep_no_large_peer_text() -> None:
         memo.cache_clear()
     head = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n"
     big_fmtp = head + (
-        "m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-        f"a=fmtp:0 {'x' * 5000}\r\n"
+        f"m=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=fmtp:0 {'x' * 5000}\r\n"
     )
     many = " ".join(str(96 + n % 30) for n in range(200))
     long_m_line = head + f"m=audio 4000 RTP/AVP 0 {many}\r\na=rtpmap:0 PCMU/8000\r\n"

@@ -38,6 +38,7 @@ from switch.sip.transaction import (
     TransactionTimedOut,
     TransactionTransportError,
     Transmit,
+    _TimerQueue,
     is_reliable,
     make_cancel,
     make_non_2xx_ack,
@@ -1460,3 +1461,55 @@ def test_layer_property(
         layer.take_outgoing(),
         layer.transaction_state(key) is None,
     )
+
+
+# --- the timer queue's kept earliest deadline -----------------------------------------
+
+_QUEUE_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["push", "stop", "forget", "advance", "ask"]),
+        st.integers(0, 2),  # transaction
+        st.sampled_from([TimerName.A, TimerName.B, TimerName.K]),
+        st.sampled_from([0.0, 0.5, 1.0, 5.0, 32.0]),  # interval, or time to advance
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_QUEUE_OPS)
+def test_timer_queue_kept_deadline_equals_a_full_search(
+    ops: list[tuple[str, int, TimerName, float]],
+) -> None:
+    # next_deadline keeps its answer while its entry stays live and no push comes
+    # earlier: after any mix of arming, stopping, forgetting and firing it must
+    # equal the earliest live entry found by looking at every entry.
+    queue = _TimerQueue(32.0)
+    deadlines: list[dict[TimerName, float]] = [{}, {}, {}]
+    now = 0.0
+
+    def full_search() -> float | None:
+        live = [
+            entry[0]
+            for entry in [*queue._heap, *queue._fifo]
+            if entry[2].get(entry[3]) == entry[0]
+        ]
+        return min(live, default=None)
+
+    for op, index, name, amount in ops:
+        timers = deadlines[index]
+        if op == "push":
+            timers[name] = now + amount
+            queue.push(now + amount, amount, timers, name, str(index))
+        elif op == "stop":
+            timers.pop(name, None)
+        elif op == "forget":
+            timers.clear()
+        elif op == "advance":
+            now += amount
+            while (entry := queue.pop_due(now)) is not None:
+                if entry[2].get(entry[3]) == entry[0]:
+                    del entry[2][entry[3]]  # fired, as Transaction.handle does
+        expected = full_search()
+        assert queue.next_deadline() == expected
+        assert queue.next_deadline() == expected  # asked again: the kept answer

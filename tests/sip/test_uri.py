@@ -413,6 +413,21 @@ def test_copy_is_deep_enough_to_edit() -> None:
             assert "h" not in uri.headers
 
 
+def test_sip_uri_copy_is_what_init_builds() -> None:
+    # copy() sets the fields on a bare instance: it must hold what __init__ would.
+    for text in ("sip:alice:pw@example.com:5070;maddr=10.0.0.1?x=y", "sips:h"):
+        uri = sip(text)
+        clone = uri.copy()
+        built = SipUri(
+            uri.scheme, uri.user, uri.password, uri.host, uri.port,
+            dict(uri.params), dict(uri.headers),
+        )  # fmt: skip
+        assert vars(clone) == vars(built)
+        assert list(vars(clone)) == list(vars(built))
+        assert repr(clone) == repr(built)
+        assert clone.headers is not uri.headers
+
+
 def test_errors_are_the_same_every_time() -> None:
     for _ in range(3):
         with pytest.raises(BadMessage, match="Bad port"):
