@@ -6,6 +6,7 @@ PID (SIGTERM, then SIGKILL), and every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -14,10 +15,15 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from ccswitch.app import Switch
 
 REPO = Path(__file__).resolve().parents[1]
 SIPP_DIR = REPO / "tests" / "sipp"
@@ -156,6 +162,29 @@ def options_ping(port: int, *, timeout: float = 0.5) -> bytes | None:
             return sock.recv(65535)
         except OSError:
             return None
+
+
+@contextlib.asynccontextmanager
+async def demo_switch() -> AsyncIterator[Switch]:
+    """A started in-process :class:`~ccswitch.app.Switch` on the embedded demo
+    configuration: SIP on a free loopback port, an in-memory store."""
+    from ccswitch.app import Switch
+    from ccswitch.config import apply_overrides, load_config
+
+    config = apply_overrides(
+        load_config(None),
+        listen=f"127.0.0.1:{free_port()}",
+        rtp_ports=None,
+        db=":memory:",
+        log_level=None,
+        trace_file=None,
+    )
+    switch = Switch(config)
+    await switch.start()
+    try:
+        yield switch
+    finally:
+        await switch.stop()
 
 
 def demo_config(workdir: Path, **replacements: str) -> Path:

@@ -1379,25 +1379,12 @@ NEW_ERRORS = [
 
 async def test_app_arguments_cover_the_apps_serve_wires() -> None:
     """The config check knows exactly the apps ``ccswitch serve`` hands calls to."""
-    from ccswitch.app import Switch
-    from ccswitch.config import APP_ARGUMENTS, apply_overrides
-    from tests.harness import free_port
+    from ccswitch.config import APP_ARGUMENTS
+    from tests.harness import demo_switch
 
-    config = apply_overrides(
-        load_config(None),
-        listen=f"127.0.0.1:{free_port()}",
-        rtp_ports=None,
-        db=":memory:",
-        log_level=None,
-        trace_file=None,
-    )
-    switch = Switch(config)
-    await switch.start()
-    try:
+    async with demo_switch() as switch:
         assert switch.b2bua is not None
         assert set(APP_ARGUMENTS) == set(switch.b2bua.apps)
-    finally:
-        await switch.stop()
 
 
 @pytest.mark.parametrize(("text", "message"), NEW_ERRORS)

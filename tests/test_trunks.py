@@ -525,21 +525,10 @@ async def test_unresolvable_host_keeps_the_name() -> None:
 
 
 async def test_the_switch_wires_trunks_dialplan_and_cdrs() -> None:
-    from ccswitch.app import Switch
-    from ccswitch.config import apply_overrides, load_config
     from switch.dialplan import Caller, ToTrunk, ToUser
+    from tests.harness import demo_switch
 
-    config = apply_overrides(
-        load_config(None),
-        listen=f"{HOST}:{free_port()}",
-        rtp_ports=None,
-        db=":memory:",
-        log_level=None,
-        trace_file=None,
-    )
-    switch = Switch(config)
-    await switch.start()
-    try:
+    async with demo_switch() as switch:
         carrier = switch.trunks.identify(invite(), source(HOST))
         assert carrier is not None and carrier.name == "demo"
         caller = Caller(kind="trunk", name="demo", number="+7", allow_outbound=False)
@@ -551,5 +540,3 @@ async def test_the_switch_wires_trunks_dialplan_and_cdrs() -> None:
             trunk="demo", number="+74951234567"
         )
         assert switch.cdr.open_calls == 0
-    finally:
-        await switch.stop()
