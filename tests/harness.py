@@ -72,6 +72,34 @@ def free_port(*, pair: bool = False) -> int:
     raise RuntimeError("no free port found")
 
 
+def rtp_peer_sockets() -> tuple[socket.socket, socket.socket]:
+    """A test phone's non-blocking RTP socket on an even loopback port, and an RTCP
+    socket on the next port.
+
+    The switch sends RTCP to the remote RTP port + 1 (RFC 3550 11). A phone bound to
+    any free port could sit at another phone's port + 1 and receive that phone's RTCP
+    among its audio; holding the pair keeps each phone's RTCP out of the others'.
+    """
+    for _ in range(200):
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        rtp.bind((LOOPBACK, 0))
+        port = int(rtp.getsockname()[1])
+        if port % 2 or port >= 65535:
+            rtp.close()
+            continue
+        rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            rtcp.bind((LOOPBACK, port + 1))
+        except OSError:
+            rtp.close()
+            rtcp.close()
+            continue
+        rtp.setblocking(False)
+        rtcp.setblocking(False)
+        return rtp, rtcp
+    raise RuntimeError("no free port pair found")
+
+
 # A port picked free may be bound by its owner only later (a switch binds its RTP
 # range as calls need it; SIPp binds media when a call starts), so another pick in
 # the meantime could land on it. Every block handed out is therefore reserved for a

@@ -40,6 +40,7 @@ from media.rtcp import (
     parse_compound,
 )
 from media.rtp import RtpExtension, RtpPacket
+from tests.harness import rtp_peer_sockets
 
 PORT_MIN = 46000
 PAYLOAD = bytes(range(160))
@@ -49,9 +50,8 @@ class Peer:
     """A phone on loopback: sends RTP to an endpoint and collects what comes back."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
+        # RTP on an even port, the next one taken too: no other phone's RTCP here.
+        self.sock, self.rtcp = rtp_peer_sockets()
         self.port: int = self.sock.getsockname()[1]
         self.received: list[tuple[RtpPacket, tuple[str, int]]] = []
 
@@ -70,6 +70,7 @@ class Peer:
 
     def close(self) -> None:
         self.sock.close()
+        self.rtcp.close()
 
 
 def rtp(

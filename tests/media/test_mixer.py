@@ -38,6 +38,7 @@ from media.engine import EngineConfig, MediaEngine
 from media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from media.mixer import Member, Mixer, gain_matrix, mix
 from media.rtp import RtpPacket
+from tests.harness import rtp_peer_sockets
 
 PORT_MIN = 46400
 RATE = 8000
@@ -137,10 +138,9 @@ class Peer:
     """A phone on loopback: sends a tone to an endpoint, collects what comes back."""
 
     def __init__(self, frequency: float, amplitude: float = 0.2) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # RTP on an even port, the next one taken too: no other phone's RTCP here.
+        self.sock, self.rtcp = rtp_peer_sockets()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
         self.port: int = self.sock.getsockname()[1]
         self.frequency = frequency
         self.amplitude = amplitude
@@ -181,6 +181,7 @@ class Peer:
 
     def close(self) -> None:
         self.sock.close()
+        self.rtcp.close()
 
 
 def band_db(samples: npt.NDArray[np.int16], frequency: float) -> float:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import shutil
-import socket
 import subprocess
 import wave
 from collections.abc import AsyncIterator, Callable
@@ -49,6 +48,7 @@ from media.player import (
     tone_samples,
 )
 from media.rtp import RtpPacket
+from tests.harness import rtp_peer_sockets
 
 PORT_MIN = 46800
 RATE = 8000
@@ -256,9 +256,8 @@ def test_playback_walks_the_playlist_and_loops() -> None:
 
 class Phone:
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
+        # RTP on an even port, the next one taken too: no other phone's RTCP here.
+        self.sock, self.rtcp = rtp_peer_sockets()
         self.port: int = self.sock.getsockname()[1]
         self.received: list[RtpPacket] = []
 
@@ -269,6 +268,10 @@ class Phone:
             except BlockingIOError:
                 return self.received
             self.received.append(RtpPacket.parse(data))
+
+    def close(self) -> None:
+        self.sock.close()
+        self.rtcp.close()
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -311,7 +314,7 @@ async def h() -> AsyncIterator[Harness]:
     yield harness
     engine.close()
     for phone in harness.phones:
-        phone.sock.close()
+        phone.close()
 
 
 async def test_prompt_played_frame_by_frame_then_finished(
@@ -448,7 +451,7 @@ async def test_many_legs_each_hear_one_continuous_stream(precise_timer: bool) ->
     finally:
         engine.close()
         for phone in harness.phones:
-            phone.sock.close()
+            phone.close()
 
 
 async def test_stats_while_playing_count_what_was_sent(h: Harness) -> None:

@@ -34,6 +34,7 @@ from media.commands import (
 from media.engine import EngineConfig, MediaEngine
 from media.g711 import alaw_decode, ulaw_decode, ulaw_encode
 from media.rtp import RtpPacket
+from tests.harness import rtp_peer_sockets
 
 PORT_MIN = 46200
 RATE = 8000
@@ -44,10 +45,9 @@ class Peer:
     """A phone on loopback: sends RTP to an endpoint and collects what comes back."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        # RTP on an even port, the next one taken too: no other phone's RTCP here.
+        self.sock, self.rtcp = rtp_peer_sockets()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
         self.port: int = self.sock.getsockname()[1]
         self.received: list[RtpPacket] = []
 
@@ -64,6 +64,7 @@ class Peer:
 
     def close(self) -> None:
         self.sock.close()
+        self.rtcp.close()
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
