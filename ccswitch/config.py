@@ -44,6 +44,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from acd.log import COMMAND_ACTIONS
 from ccswitch import __version__
 from media.commands import PRIORITIES
 from switch.dialplan import (
@@ -1851,34 +1852,39 @@ def _check_trunks(config: Config, name: Callable[[str], str]) -> None:
             ) from None
 
 
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"must be a number, got {_show(text)}") from None
+
+
 def _positive_seconds(text: str) -> None:
-    seconds = float(text)
+    seconds = _number(text)
     if not 0 < seconds <= 3600:
         raise ValueError(f"must be seconds between 0 and 3600, got {text}")
 
 
 def _tone_frequency(text: str) -> None:
     # switch/apps.py: the engine's player generates its 1 kHz test tone only.
-    if float(text) != 1000:
+    if _number(text) != 1000:
         raise ValueError(f"only 1000 Hz is generated, got {text}")
 
 
 def _integer(text: str) -> None:
-    int(text)
+    if not re.fullmatch(r"[+-]?[0-9]+", text):
+        raise ValueError(f"must be a whole number, got {_show(text)}")
 
 
 def _agent_action(text: str) -> None:
-    if text not in AGENT_ACTIONS:
-        raise ValueError(f"must be one of {', '.join(AGENT_ACTIONS)}, got {text!r}")
+    if text not in COMMAND_ACTIONS:
+        raise ValueError(f"must be one of {', '.join(COMMAND_ACTIONS)}, got {text!r}")
 
 
 def _text(text: str) -> None:
     if not text:
         raise ValueError("must not be empty")
 
-
-#: What the agent feature codes may ask (acd/service.py ``Acd.agent_action``).
-AGENT_ACTIONS = ("login", "logout", "break", "available")
 
 #: The local applications ``ccswitch serve`` wires (``app:NAME``) and the arguments
 #: each takes, with a check of the value. A misspelled app or argument, or a value
@@ -1915,10 +1921,7 @@ def _check_app(target: str, args: tuple[tuple[str, str], ...], path: str) -> Non
         try:
             check(value)
         except ValueError as exc:
-            problem = str(exc)
-            if not problem.startswith("must") and not problem.startswith("only"):
-                problem = f"must be a number, got {_show(value)}"
-            raise _Invalid(problem, f"{path}.args.{key}") from None
+            raise _Invalid(str(exc), f"{path}.args.{key}") from None
 
 
 def _check_dialplan(config: Config, name: Callable[[str], str]) -> None:

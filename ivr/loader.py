@@ -73,6 +73,8 @@ class FlowError(ValueError):
         self.problem = problem
         where = f"node {node!r}: " if node is not None else ""
         super().__init__(f"{source}: {where}{problem}")
+        #: Every problem this error stands for (:class:`FlowErrors` holds several).
+        self.errors: tuple[FlowError, ...] = (self,)
 
 
 class FlowErrors(FlowError):
@@ -581,6 +583,11 @@ def check_prompts(flow: Flow, library: PromptLibrary) -> None:
 
     :raises FlowError: one missing file; :class:`FlowErrors` for several.
     """
+    _raise_all(_prompt_problems(flow, library))
+
+
+def _prompt_problems(flow: Flow, library: PromptLibrary) -> list[FlowError]:
+    """A problem for each prompt file missing in a language."""
     problems: list[FlowError] = []
     for node in flow.nodes.values():
         for item in _prompt_items(node):
@@ -610,7 +617,7 @@ def check_prompts(flow: Flow, library: PromptLibrary) -> None:
                             node=node.name,
                         )
                     )
-    _raise_all(problems)
+    return problems
 
 
 def load_flow(path: Path, library: PromptLibrary) -> Flow:
@@ -622,12 +629,7 @@ def load_flow(path: Path, library: PromptLibrary) -> Flow:
     flow, errors = _parse_flow(
         text, source=str(path), name=path.stem, languages=library.languages
     )
-    try:
-        check_prompts(flow, library)  # the nodes that parsed
-    except FlowErrors as exc:
-        errors += exc.errors
-    except FlowError as exc:
-        errors.append(exc)
+    errors += _prompt_problems(flow, library)  # of the nodes that parsed
     _raise_all(errors)
     return flow
 
@@ -650,8 +652,6 @@ def load_flows(folder: Path, library: PromptLibrary) -> LoadResult:
     for path in sorted(folder.glob(f"*{FLOW_SUFFIX}")):
         try:
             flows[path.stem] = load_flow(path, library)
-        except FlowErrors as exc:
-            errors.extend(exc.errors)
         except FlowError as exc:
-            errors.append(exc)
+            errors.extend(exc.errors)
     return LoadResult(flows=flows, errors=tuple(errors))

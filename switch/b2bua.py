@@ -77,7 +77,6 @@ from switch.events import (
 )
 from switch.leg import (
     CAUSE_TEMPORARY_FAILURE,
-    CallLog,
     HangupBy,
     Leg,
     LegRole,
@@ -97,7 +96,7 @@ from switch.sip.headers import NameAddr
 from switch.sip.message import Request, Response, make_response
 from switch.sip.offer_answer import answer_offer
 from switch.sip.sdp import parse_sdp
-from switch.sip.transaction import new_tag
+from switch.sip.transaction import CallIdAdapter, new_tag
 from switch.sip.uri import SipUri
 from switch.stack import SipStack
 from switch.transport import Address
@@ -398,7 +397,7 @@ class B2bua:
         return self._new_call(request, source)
 
     def _new_call(self, request: Request, source: Address) -> Response | None:
-        log = CallLog(logger, {"call_id": request.call_id})
+        log = CallIdAdapter(logger, {"call_id": request.call_id})
         caller_or_response = self._identify(request, source)
         if isinstance(caller_or_response, Response):
             return caller_or_response
@@ -442,7 +441,7 @@ class B2bua:
         caller: Caller,
         called: str,
         route: Route,
-        log: CallLog,
+        log: CallIdAdapter,
     ) -> Response | None:
         sip_call_id = request.call_id
         inbound = Leg(
@@ -543,7 +542,7 @@ class B2bua:
         return None
 
     def _replace(
-        self, request: Request, source: Address, caller: Caller, log: CallLog
+        self, request: Request, source: Address, caller: Caller, log: CallIdAdapter
     ) -> Response | None:
         """RFC 3891: an INVITE replacing a confirmed dialog of ours (attended transfer).
 

@@ -91,7 +91,6 @@ from switch.leg import (
     CAUSE_NORMAL_CLEARING,
     CAUSE_RECOVERY_ON_TIMER_EXPIRY,
     CAUSE_TEMPORARY_FAILURE,
-    CallLog,
     HangupBy,
     Leg,
     LegRole,
@@ -125,7 +124,7 @@ from switch.sip.offer_answer import (
 )
 from switch.sip.sdp import Direction, SessionDescription, parse_sdp
 from switch.sip.tokens import randbelow, token_hex
-from switch.sip.transaction import make_cancel, new_tag
+from switch.sip.transaction import CallIdAdapter, make_cancel, new_tag
 from switch.sip.uri import SipUri, TelUri, Uri, parse_uri
 from switch.stack import RequestTimeout, SipStack
 
@@ -318,7 +317,7 @@ class Call:
         self._sent_early_media = False
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self.log = CallLog(logger, {"call_id": inbound.call_id})
+        self.log = CallIdAdapter(logger, {"call_id": inbound.call_id})
 
     # ------------------------------------------------------------ helpers
 
@@ -467,17 +466,15 @@ class Call:
                 )
             except MediaError as exc:
                 self.log.warning("cannot connect %s and %s: %s", a, b, exc)
-        # The CDR takes no call.bridged: most switches have nobody to build it for.
-        if listened(self.b2bua.bus, CallBridged.name):
-            publish(
-                self.b2bua.bus,
-                CallBridged(
-                    at=self._event_time(),
-                    call_id=self.call_id,
-                    leg_a=a.leg_id,
-                    leg_b=b.leg_id,
-                ),
-            )
+        publish(
+            self.b2bua.bus,
+            CallBridged(
+                at=self._event_time(),
+                call_id=self.call_id,
+                leg_a=a.leg_id,
+                leg_b=b.leg_id,
+            ),
+        )
         if self.b2bua.recordings is not None:
             self._record(a, b, self.b2bua.recordings)
 

@@ -20,7 +20,6 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from switch.session_timer import Negotiated, SessionTimer
 from switch.sip.dialog import Dialog
@@ -81,26 +80,6 @@ _REASON_CAUSE = re.compile(r"^\s*Q\.850\s*;(?:.*;)?\s*cause\s*=\s*(\d+)", re.IGN
 # per-process random prefix, then a counter (short in logs, ordered within a run).
 _LEG_ID_PREFIX = secrets.token_hex(3)
 _leg_ids = itertools.count(1)
-
-
-class CallLog(CallIdAdapter):
-    """The Call-ID adapter of legs and calls, quick to say no below its level.
-
-    A call logs half a dozen INFO lines (INVITE, answer, BYE, end) that a switch
-    run at WARNING drops; the adapter's generic path makes four calls to find that
-    out, this one makes one. A line that is logged names its caller, not this class
-    (``stacklevel``).
-    """
-
-    def debug(self, msg: object, *args: Any, **kwargs: Any) -> None:
-        if self.logger.isEnabledFor(logging.DEBUG):
-            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
-            super().debug(msg, *args, **kwargs)
-
-    def info(self, msg: object, *args: Any, **kwargs: Any) -> None:
-        if self.logger.isEnabledFor(logging.INFO):
-            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
-            super().info(msg, *args, **kwargs)
 
 
 class Ringback(enum.Enum):
@@ -301,7 +280,7 @@ class Leg:
         self.answered_at: float | None = None
         self.ended_at: float | None = None
         self.final_response: Response | None = None  # inbound: our last 2xx
-        self.log = CallLog(logger, {"call_id": call_id})
+        self.log = CallIdAdapter(logger, {"call_id": call_id})
 
     @property
     def ended(self) -> bool:

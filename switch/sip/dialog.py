@@ -191,8 +191,6 @@ class Dialog:
         self.secure = secure
         self.local_contact = local_contact
         self._adapter: CallIdAdapter | None = None
-        # From and To as sent, with what they were rendered from (see _addresses).
-        self._address_text: tuple[NameAddr, NameAddr, DialogId, str, str] | None = None
 
     @property
     def _log(self) -> CallIdAdapter:
@@ -446,10 +444,10 @@ class Dialog:
             headers.add("Via", str(via))
         headers.add("Max-Forwards", _MAX_FORWARDS_TEXT)
         uri = self._route(headers)
-        from_text, to_text = self._addresses()
-        headers.add("From", from_text)
-        headers.add("To", to_text)
-        headers.add("Call-ID", self.id.call_id)
+        dialog_id = self.id
+        headers.add("From", _render_with_tag(self.local_uri, dialog_id.local_tag))
+        headers.add("To", _render_with_tag(self.remote_uri, dialog_id.remote_tag))
+        headers.add("Call-ID", dialog_id.call_id)
         headers.add("CSeq", f"{cseq} {method}")
         if self.local_contact is not None and method in TARGET_REFRESH_METHODS:
             headers.add("Contact", str(self.local_contact))
@@ -458,30 +456,6 @@ class Dialog:
         for name, value in extra:
             headers.add(name, value)
         return Request(method=method, uri=uri, headers=headers, body=body)
-
-    def _addresses(self) -> tuple[str, str]:
-        """The From and To text of our requests, rendered once per dialog.
-
-        Every request of the dialog carries the same two (RFC 3261 12.2.1.1). They are
-        rendered again when ``local_uri``, ``remote_uri`` or ``id`` is replaced; the
-        addresses are the dialog's own copies, which nothing changes in place.
-        """
-        local_uri, remote_uri, dialog_id = self.local_uri, self.remote_uri, self.id
-        cached = self._address_text
-        if (
-            cached is None
-            or cached[0] is not local_uri
-            or cached[1] is not remote_uri
-            or cached[2] is not dialog_id
-        ):
-            cached = self._address_text = (
-                local_uri,
-                remote_uri,
-                dialog_id,
-                _render_with_tag(local_uri, dialog_id.local_tag),
-                _render_with_tag(remote_uri, dialog_id.remote_tag),
-            )
-        return cached[3], cached[4]
 
     def _route(self, headers: Headers) -> Uri:
         """Add the Route lines; return the Request-URI (RFC 3261 12.2.1.1)."""

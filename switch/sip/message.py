@@ -705,13 +705,9 @@ class _Message:
             vias.append(top)  # type: ignore[arg-type]
             del lines[0]
         for line in lines:
-            if "," in line:
-                vias += [
-                    parse_via(value) for value in split_header_values(line) if value
-                ]
-            elif line.strip(grammar.WSP):
-                # One value (the usual line): no list to split it into.
-                vias.append(parse_via(line))
+            for value in split_header_values(line):
+                if value:
+                    vias.append(parse_via(value))
         if not vias:
             raise BadMessage("Missing Via header")
         return vias

@@ -25,6 +25,7 @@ from switch.sip.transaction import (
     TRANSITIONS,
     Action,
     Address,
+    CallIdAdapter,
     Event,
     RequestReceived,
     ResponseReceived,
@@ -1513,3 +1514,21 @@ def test_timer_queue_kept_deadline_equals_a_full_search(
         expected = full_search()
         assert queue.next_deadline() == expected
         assert queue.next_deadline() == expected  # asked again: the kept answer
+
+
+def test_call_id_adapter_prefixes_names_its_caller_and_skips_below_level(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Lines carry ``[call-id]`` (a '%' in it kept literal) and the function that
+    logged them; below the logger's level nothing is formatted or recorded."""
+    log = CallIdAdapter(logging.getLogger("test.callid"), {"call_id": "a%b@host"})
+
+    def answer_inbound() -> None:
+        log.info("answered %d", 200)
+        log.debug("not shown %s", "x")
+
+    with caplog.at_level(logging.INFO, logger="test.callid"):
+        answer_inbound()
+    assert [(r.getMessage(), r.funcName) for r in caplog.records] == [
+        ("[a%b@host] answered 200", "answer_inbound")
+    ]
